@@ -1,0 +1,149 @@
+"""Settings: one pydantic model loaded from params.yaml, passed down as typed sub-configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from modelmill.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = "digits"
+    dir: str = "data"
+    dvc_remote: str | None = "local"
+    push: bool = True
+
+
+class ValidationConfig(_Section):
+    min_rows: int = Field(100, ge=1)
+    failed_rows_shown: int = Field(5, ge=0)
+
+
+class SplitConfig(_Section):
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    salt: str = "modelmill"
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "SplitConfig":
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must be below 0.9")
+        return self
+
+
+class ModelConfig(_Section):
+    width: int = Field(32, ge=1, description="channels of the first conv block; doubled per block")
+    depth: int = Field(2, ge=1, le=4, description="number of conv blocks")
+    hidden: int = Field(128, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    patience: int = Field(5, ge=1, description="epochs without val-loss improvement before stopping")
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = Field(None, ge=1)
+
+
+class GateConfig(_Section):
+    metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    tolerance: float = Field(0.005, ge=0, description="challenger may be this much below the champion")
+    fail_on_reject: bool = False
+
+
+class RegistryConfig(_Section):
+    model_name: str = "digits-classifier"
+
+
+class TrackingConfig(_Section):
+    uri: str = "sqlite:///mlflow/mlflow.db"
+    artifacts_dir: str = "mlflow/artifacts"
+    experiment: str = "modelmill"
+
+    @field_validator("uri")
+    @classmethod
+    def _no_file_store(cls, value: str) -> str:
+        if value.startswith("file:") or "://" not in value:
+            raise ValueError("tracking.uri must be a database or server URI (sqlite:///..., http://...)")
+        return value
+
+
+class Settings(_Section):
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    gate: GateConfig = GateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """The resolved configuration as dotted keys (for MLflow params)."""
+        return dict(_flatten(self.model_dump(mode="json")))
+
+    def override(self, overrides: dict[str, Any]) -> "Settings":
+        """A copy with dotted-key overrides applied (`{"train.epochs": 2}`); None values skipped."""
+        tree = self.model_dump(mode="json")
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise ConfigError(f"unknown configuration key '{dotted}'")
+                node = node[key]
+            if leaf not in node:
+                raise ConfigError(f"unknown configuration key '{dotted}'")
+            node[leaf] = value
+        return _validate(tree, source="overrides")
+
+
+def _flatten(tree: dict[str, Any], prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _validate(tree: Any, source: str) -> Settings:
+    try:
+        return Settings.model_validate(tree or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read params.yaml (defaults when the file is absent) and apply dotted overrides."""
+    tree: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: configuration file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    settings = _validate(tree, source=str(path or "defaults"))
+    return settings.override(overrides) if overrides else settings

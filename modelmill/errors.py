@@ -1,0 +1,29 @@
+"""Domain exceptions: each names the problem and the place (file, row, field)."""
+
+
+class ModelmillError(Exception):
+    """Base class for errors the CLI turns into one clear line and a non-zero exit."""
+
+
+class ConfigError(ModelmillError):
+    """A configuration file or override is invalid (names the key)."""
+
+
+class DataSourceError(ModelmillError):
+    """A dataset source cannot produce its data (missing package, bad file)."""
+
+
+class DatasetError(ModelmillError):
+    """The dataset folder is missing files or is not in the expected layout."""
+
+
+class ValidationFailed(ModelmillError):
+    """The dataset failed its expectation suite."""
+
+    def __init__(self, message: str, report: "object | None" = None):
+        super().__init__(message)
+        self.report = report
+
+
+class GateRejected(ModelmillError):
+    """The challenger did not pass the champion/challenger gate (when configured to fail)."""

@@ -1,0 +1,132 @@
+"""The training loop: one readable function, seeded, with early stopping on validation loss."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from modelmill.config import TrainConfig
+from modelmill.device import select_device
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    best_epoch: int
+    history: list[EpochMetrics] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> EpochMetrics:
+        return self.history[self.best_epoch - 1]
+
+    @property
+    def samples_per_second(self) -> float:
+        return sum(e.samples_per_second * e.seconds for e in self.history) / max(self.seconds, 1e-9)
+
+
+OnEpoch = Callable[[EpochMetrics], None]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def train(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
+          val_xy: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig,
+          on_epoch: OnEpoch | None = None) -> TrainResult:
+    """Train `model` on train_xy, keep the weights of the epoch with the lowest val loss.
+
+    `on_epoch` is called after each epoch (log to a tracker, report to a tuner; raising
+    from it, e.g. optuna.TrialPruned, stops training).
+    """
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    generator = seed_everything(cfg.seed)
+    device = select_device(cfg.device)
+    model.to(device)
+    loader = DataLoader(TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True,
+                        generator=generator)
+    optimizer, loss_fn = make_optimizer(model, cfg), nn.CrossEntropyLoss()
+    best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
+    started = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        tick, model = time.perf_counter(), model.train()
+        seen, loss_sum, correct = 0, 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+        elapsed = time.perf_counter() - tick
+        val_loss, val_acc = evaluate_loss(model, val_xy, cfg.batch_size * 4, device)
+        metrics = EpochMetrics(epoch, loss_sum / seen, correct / seen, val_loss, val_acc,
+                               elapsed, seen / max(elapsed, 1e-9))
+        history.append(metrics)
+        if val_loss < best_loss:
+            best_loss, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if on_epoch is not None:
+            on_epoch(metrics)
+        if epoch - best_epoch >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    return TrainResult(model.cpu().eval(), best_epoch, history,
+                       stopped_early=len(history) < cfg.epochs,
+                       seconds=time.perf_counter() - started)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, xy: tuple[torch.Tensor, torch.Tensor], batch_size: int,
+                  device: torch.device) -> tuple[float, float]:
+    model.eval()
+    loss_fn, total, correct = nn.CrossEntropyLoss(reduction="sum"), 0.0, 0
+    x_all, y_all = xy
+    for start in range(0, len(y_all), batch_size):
+        x = x_all[start:start + batch_size].to(device)
+        y = y_all[start:start + batch_size].to(device)
+        logits = model(x)
+        total += loss_fn(logits, y).item()
+        correct += (logits.argmax(1) == y).sum().item()
+    return total / len(y_all), correct / len(y_all)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Class probabilities for x, computed on the model's device, returned on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [torch.softmax(model(x[s:s + batch_size].to(device)), dim=1).cpu()
+           for s in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)

@@ -1,0 +1,193 @@
+"""The dataset's expectation suite (Great Expectations 1.x) and a readable report of its result.
+
+The suite runs over the labeled rows (labels left-joined to items) plus three derived
+per-row columns (_pixel_nulls, _pixel_min, _pixel_max), so its size does not grow with
+the image size: 784-pixel images cost the same nine expectations as 64-pixel ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from modelmill.config import ValidationConfig
+from modelmill.data import ID, LABEL, Dataset
+from modelmill.errors import ValidationFailed
+
+SUITE_NAME = "modelmill-dataset"
+DERIVED = ("_pixel_nulls", "_pixel_min", "_pixel_max")
+
+
+@dataclass
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    description: str
+    unexpected_count: int | None
+    examples: list[dict] = field(default_factory=list)
+
+    def line(self) -> str:
+        where = f" on column '{self.column}'" if self.column else ""
+        count = f" ({self.unexpected_count} rows)" if self.unexpected_count else ""
+        rows = "; ".join(", ".join(f"{k}={v}" for k, v in ex.items()) for ex in self.examples)
+        return f"- {self.expectation}{where}{count}: {self.description}" + (f" e.g. {rows}" if rows else "")
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    evaluated: int
+    failed: list[FailedExpectation]
+    result: dict
+    docs_index: Path | None = None
+
+    def summary(self) -> str:
+        if self.success:
+            return f"all {self.evaluated} expectations met"
+        head = f"{len(self.failed)} of {self.evaluated} expectations failed:"
+        return "\n".join([head, *(f.line() for f in self.failed)])
+
+    def raise_for_failure(self) -> None:
+        if not self.success:
+            raise ValidationFailed("dataset validation failed: " + self.summary(), report=self)
+
+
+def validation_frame(dataset: Dataset) -> pd.DataFrame:
+    """Labels left-joined to items (a label for an unknown item shows as missing pixels)."""
+    pixels = dataset.schema.feature_columns
+    frame = dataset.labels[[ID, LABEL]].merge(dataset.items, on=ID, how="left")
+    values = frame[pixels].apply(pd.to_numeric, errors="coerce")
+    frame["_pixel_nulls"] = values.isna().sum(axis=1)
+    frame["_pixel_min"] = values.min(axis=1)
+    frame["_pixel_max"] = values.max(axis=1)
+    return frame
+
+
+def build_suite(dataset: Dataset, cfg: ValidationConfig):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    schema = dataset.schema
+    low, high = schema.pixel_range
+    columns = [ID, LABEL, *schema.feature_columns, *DERIVED]
+    suite = gx.ExpectationSuite(name=SUITE_NAME)
+    for expectation in (
+        gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
+        gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows),
+        gxe.ExpectColumnValuesToNotBeNull(column=ID),
+        gxe.ExpectColumnValuesToBeUnique(column=ID),
+        gxe.ExpectColumnValuesToNotBeNull(column=LABEL),
+        gxe.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(schema.classes)),
+        gxe.ExpectColumnDistinctValuesToContainSet(column=LABEL, value_set=list(schema.classes)),
+        gxe.ExpectColumnValuesToBeBetween(column="_pixel_nulls", min_value=0, max_value=0),
+        gxe.ExpectColumnValuesToBeBetween(column="_pixel_min", min_value=low),
+        gxe.ExpectColumnValuesToBeBetween(column="_pixel_max", max_value=high),
+    ):
+        suite.add_expectation(expectation)
+    return suite
+
+
+_DESCRIPTIONS = {
+    "_pixel_nulls": "pixel values missing (NaN or non-numeric, or a label whose item_id is not in items)",
+    "_pixel_min": "pixel value below the schema's range",
+    "_pixel_max": "pixel value above the schema's range",
+}
+
+
+def validate(dataset: Dataset, cfg: ValidationConfig, docs_dir: str | Path | None = None) -> ValidationReport:
+    """Run the suite; with docs_dir, a file-backed GE context there also builds Data Docs."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    frame = validation_frame(dataset)
+    context = _context(docs_dir)
+    source = context.data_sources.add_or_update_pandas(name="modelmill")
+    asset = source.add_dataframe_asset(name=dataset.schema.name)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add_or_update(build_suite(dataset, cfg))
+    import great_expectations as gx
+
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name="dataset", data=batch, suite=suite))
+    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ID],
+                     "partial_unexpected_count": max(cfg.failed_rows_shown, 1)}
+    docs_index = None
+    if docs_dir is not None:
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name="dataset", validation_definitions=[definition], result_format=result_format,
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]))
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+        result = next(iter(run.run_results.values()))
+        docs_index = next(Path(docs_dir).rglob("data_docs/local_site/index.html"), None)
+    else:
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    return _report(result.to_json_dict(), frame, cfg, docs_index)
+
+
+def _context(docs_dir):
+    import great_expectations as gx
+
+    if docs_dir is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
+def _report(result: dict, frame: pd.DataFrame, cfg: ValidationConfig, docs_index) -> ValidationReport:
+    failed = []
+    for res in result["results"]:
+        if res["success"]:
+            continue
+        config = res["expectation_config"]
+        kwargs = config.get("kwargs", {})
+        column = kwargs.get("column")
+        detail = res.get("result") or {}
+        examples = _examples(detail, column, frame, cfg.failed_rows_shown)
+        failed.append(FailedExpectation(
+            expectation=config["type"], column=column,
+            description=_describe(config["type"], column, kwargs, detail),
+            unexpected_count=detail.get("unexpected_count"), examples=examples))
+    stats = result.get("statistics", {})
+    return ValidationReport(bool(result["success"]), int(stats.get("evaluated_expectations", 0)),
+                            failed, result, docs_index)
+
+
+def _describe(kind: str, column, kwargs: dict, detail: dict) -> str:
+    if column in _DESCRIPTIONS:
+        return _DESCRIPTIONS[column]
+    if kind == "expect_table_columns_to_match_set":
+        observed = set(detail.get("observed_value") or [])
+        expected = set(kwargs.get("column_set") or [])
+        missing, extra = sorted(expected - observed), sorted(observed - expected)
+        return f"columns missing: {missing[:10]}, unexpected: {extra[:10]}"
+    if kind == "expect_table_row_count_to_be_between":
+        return f"{detail.get('observed_value')} labeled rows, at least {kwargs.get('min_value')} required"
+    if kind == "expect_column_distinct_values_to_contain_set":
+        missing = sorted(set(kwargs.get("value_set", [])) - set(detail.get("observed_value") or []))
+        return f"classes with no labeled row: {missing}"
+    if kind == "expect_column_values_to_be_in_set":
+        return f"values outside the class set {kwargs.get('value_set')}"
+    if kind == "expect_column_values_to_be_unique":
+        return "duplicate item ids"
+    if kind == "expect_column_values_to_not_be_null":
+        return "missing values"
+    return json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, default=str)[:200]
+
+
+def _examples(detail: dict, column, frame: pd.DataFrame, limit: int) -> list[dict]:
+    rows = []
+    for entry in (detail.get("partial_unexpected_index_list") or [])[:limit]:
+        item_id = entry.get(ID) if isinstance(entry, dict) else None
+        example = {ID: item_id}
+        if column and column != ID and item_id is not None:
+            match = frame.loc[frame[ID] == item_id, column]
+            if len(match):
+                example[column] = match.iloc[0]
+        rows.append(example)
+    if not rows and detail.get("partial_unexpected_list"):
+        rows = [{column or "value": v} for v in detail["partial_unexpected_list"][:limit]]
+    return rows
