@@ -209,7 +209,7 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
             tasks = index + 1
     except ijson.JSONError as exc:
         raise ExportFormatError(collector.path, f"after task #{tasks - 1}" if tasks else "task #0",
-                                f"truncated or invalid JSON ({exc})") from None
+                                f"truncated or invalid JSON ({str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise ExportFormatError(collector.path, f"after task #{tasks - 1}", "not UTF-8 text") from None
     return kind, tasks
@@ -220,9 +220,9 @@ def _full_task(task: dict, where: str, collector: _Collector) -> None:
     if not isinstance(data, dict):
         raise ExportFormatError(collector.path, where, "task has no 'data' object")
     where = f"{where} (id {task.get('id')})"
-    annotations = task.get("annotations") or []
-    collector.predictions += len(task.get("predictions") or [])
-    collector.drafts += len(task.get("drafts") or [])
+    annotations = _list(task, "annotations", where, collector)
+    collector.predictions += len(_list(task, "predictions", where, collector))
+    collector.drafts += len(_list(task, "drafts", where, collector))
     item_id = data.get(collector.cfg.item_id_field)
     if not collector.item_ok(item_id, where, len(annotations)):
         return
@@ -243,7 +243,7 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
     elif review is False:
         status = REJECTED
     else:
-        choices = _choices(ann.get("result") or [], where, collector)
+        choices = _choices(_list(ann, "result", where, collector), where, collector)
         if choices is None:
             return
         label = collector.label_ok(choices, where)
@@ -256,6 +256,15 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
         label=label, updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
         preferred=bool(ann.get("ground_truth")) or review is True, status=status, task=str(task.get("id")),
     )
+
+
+def _list(obj: dict, key: str, where: str, collector: _Collector) -> list:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ExportFormatError(collector.path, where, f"'{key}' is {type(value).__name__}, expected a list")
+    return value
 
 
 def _choices(results: list, where: str, collector: _Collector) -> list | None:
@@ -278,6 +287,7 @@ def _choices(results: list, where: str, collector: _Collector) -> list | None:
 def _review(ann: dict) -> bool | None:
     """True when the latest review accepted the annotation, False when it rejected it."""
     reviews = ann.get("reviews") or ([ann["review"]] if isinstance(ann.get("review"), dict) else [])
+    reviews = reviews if isinstance(reviews, list) else []
     reviews = [r for r in reviews if isinstance(r, dict) and isinstance(r.get("accepted"), bool)]
     if not reviews:
         return None
@@ -347,7 +357,7 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
     except csv.Error as exc:
         raise ExportFormatError(collector.path, f"row {rows.line_num}", f"not valid CSV ({exc})") from None
     except UnicodeDecodeError:
-        raise ExportFormatError(collector.path, f"row {rows.line_num}", "not UTF-8 text") from None
+        raise ExportFormatError(collector.path, f"near row {rows.line_num + 1}", "not UTF-8 text") from None
     return tasks
 
 
