@@ -145,8 +145,10 @@ def resolve(frame: pd.DataFrame, classes: Sequence[str], strategy: Strategy,
     items = pd.DataFrame({
         "item_id": votes.item_ids, "label": np.asarray(votes.classes, dtype=object)[choice],
         "agreement": agreement.round(4), "confidence": top.round(4), "annotations": n.astype(int),
-        "status": status, "votes": _vote_summaries(votes.counts, votes.classes),
+        "status": status, "votes": "",
     })
+    review = status != LABELED  # vote summaries are for the people reviewing; labeled items skip them
+    items.loc[review, "votes"] = _vote_summaries(votes.counts[review], votes.classes)
     items.loc[items["status"] != LABELED, "label"] = None
     kappa, kind = agreement_kappa(votes)
     return Resolution(items, strategy.name, kappa, kind, float(agreement[n >= 2].mean()) if (n >= 2).any() else None,

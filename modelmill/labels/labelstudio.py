@@ -63,7 +63,7 @@ class _Collector:
     def __init__(self, path: str, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None):
         self.path, self.cfg = path, cfg
         self.classes, self.known_ids = set(classes), known_ids
-        self.columns: dict[str, list] = {c: [] for c in COLUMNS}
+        self.rows: list[tuple] = []
         self.ignored: Counter = Counter()
         self.skipped: Counter = Counter()
         self.problems: list[RowProblem] = []
@@ -97,12 +97,11 @@ class _Collector:
             return None
         return label
 
-    def add(self, **row) -> None:
-        for name in COLUMNS[:-1]:
-            self.columns[name].append(row[name])
+    def add(self, annotation, item_id, annotator, label, updated_at, preferred, status, task) -> None:
+        self.rows.append((annotation, item_id, annotator, label, updated_at, preferred, status, task))
 
     def frame(self, sha256: str) -> pd.DataFrame:
-        frame = pd.DataFrame({c: self.columns[c] for c in COLUMNS[:-1]}, columns=COLUMNS[:-1])
+        frame = pd.DataFrame.from_records(self.rows, columns=COLUMNS[:-1], nrows=len(self.rows))
         frame["preferred"] = frame["preferred"].astype(bool)
         frame["export"] = sha256
         return frame.astype({c: str for c in COLUMNS if c != "preferred"})
@@ -236,7 +235,7 @@ def _full_task(task: dict, where: str, collector: _Collector) -> None:
 def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector: _Collector) -> None:
     annotator = _annotator(ann.get("completed_by"))
     where = f"{where}, annotation {ann.get('id')}"
-    status, review = USED, _review(ann)
+    status, review = USED, (_review(ann) if "reviews" in ann or "review" in ann else None)
     label = ""
     if ann.get("was_cancelled"):
         status = CANCELLED
