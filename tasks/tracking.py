@@ -113,12 +113,11 @@ class Tracker:
         import warnings
 
         import mlflow.data
-        from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
         from mlflow.entities import DatasetInput, InputTag
 
-        with warnings.catch_warnings():  # integer pixel columns: MLflow's missing-value hint
+        with warnings.catch_warnings():  # MLflow's hints on integer columns and local sources
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(frame, source=LocalArtifactDatasetSource(source),
+            dataset = mlflow.data.from_pandas(frame, source=source,
                                               name=name, digest=digest[:36])
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(
             dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
