@@ -9,6 +9,7 @@ from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
+from tasks.labels import inbox_exports
 from tasks.registry import register
 from tasks.report import publish_summary
 from tasks.train import train_challenger
@@ -44,6 +45,13 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
         data_version = sync_data(project_dir, settings)
+        # --- labels (issue 3): new Label Studio exports in labels.inbox become a new data version first
+        if inbox_exports(project_dir, settings):
+            from flows.import_labels import ImportLabelsParams, import_labels
+
+            imported = import_labels(ImportLabelsParams(project_dir=project_dir, config=params.config))
+            data_version = imported["data_version_after"]
+        # --- end labels
         lineage["data_version"] = data_version
         ctx.tracker().set_tags({"data_version": data_version})
         validate_data(ctx)

@@ -96,7 +96,6 @@ class LabelsConfig(_Section):
     min_annotations: int = Field(1, ge=1, description="items with fewer human annotations go to review")
     strict: bool = Field(False, description="refuse the whole import when any row would be skipped")
     max_export_mb: float = Field(2048, gt=0, description="exports above this size are refused")
-    commit: bool = Field(False, description="git commit data.dvc after a new data version")
     export_count: int = Field(100, ge=1, description="tasks written by export-tasks")
     uncertainty: Literal["margin", "entropy"] = "margin"
 

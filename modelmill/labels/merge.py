@@ -215,6 +215,19 @@ def _write(data_dir: Path, parsed: list[ParsedExport], ledger: pd.DataFrame, old
     return written
 
 
+def archived_hashes(data_dir: str | Path) -> set[str]:
+    """Content hashes of the exports already archived (imported) under data/exports/."""
+    return {p.stem for p in Path(data_dir, EXPORTS_DIR).glob("*.*")}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def archive_path(data_dir: Path, export: ParsedExport) -> Path:
     suffix = ".csv" if export.format == "csv" else ".json"
     return data_dir / EXPORTS_DIR / f"{export.sha256}{suffix}"
