@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import ijson
 import pandas as pd
 
 from modelmill.config import LabelsConfig
 from modelmill.errors import ExportFormatError
+from modelmill.labels.jsonstream import JSONListStream, JSONStreamError
 
 COLUMNS = ["annotation", "item_id", "annotator", "label", "updated_at", "preferred", "status", "task", "export"]
 USED, CANCELLED, REJECTED = "used", "cancelled", "rejected"
@@ -188,14 +188,10 @@ def _check_usable(parsed: ParsedExport, collector: _Collector, cfg: LabelsConfig
 # ---- JSON and JSON-MIN -------------------------------------------------------------------
 
 def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]:
-    buffered = io.BufferedReader(reader, buffer_size=1 << 16)
-    first = buffered.peek(64).lstrip()[:1]
-    if first != b"[":
-        what = "a JSON object" if first == b"{" else "not JSON"
-        raise ExportFormatError(collector.path, "byte 0", f"{what}; expected a JSON list of tasks")
+    text = io.TextIOWrapper(io.BufferedReader(reader, buffer_size=1 << 20), encoding="utf-8-sig")
     kind, tasks = "json", 0
     try:
-        for index, task in enumerate(ijson.items(buffered, "item", use_float=True)):
+        for index, task in enumerate(JSONListStream(text)):
             where = f"task #{index}"
             if not isinstance(task, dict):
                 raise ExportFormatError(collector.path, where, f"expected a task object, got {type(task).__name__}")
@@ -206,11 +202,11 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
             else:
                 _min_row(task, where, collector)
             tasks = index + 1
-    except ijson.JSONError as exc:
-        raise ExportFormatError(collector.path, f"after task #{tasks - 1}" if tasks else "task #0",
-                                f"truncated or invalid JSON ({str(exc).splitlines()[0]})") from None
+    except JSONStreamError as exc:
+        raise ExportFormatError(collector.path, exc.where, exc.problem) from None
     except UnicodeDecodeError:
-        raise ExportFormatError(collector.path, f"after task #{tasks - 1}", "not UTF-8 text") from None
+        raise ExportFormatError(collector.path, f"after task #{tasks - 1}" if tasks else "byte 0",
+                                "not UTF-8 text") from None
     return kind, tasks
 
 

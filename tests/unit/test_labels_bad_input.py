@@ -34,7 +34,7 @@ def _bad_cases(tmp, ids):
     unknown = [sim.task(1, "nope-1", [ann(1, 1, "cat")]), sim.task(2, "nope-2", [ann(2, 1, "dog")])]
     outside = [sim.task(1, ids[10], [ann(1, 1, "zebra")])]
     return {
-        "truncated": (_write(tmp / "truncated.json", good[: len(good) // 2]), r"after task #\d+: truncated"),
+        "truncated": (_write(tmp / "truncated.json", good[: len(good) // 2]), r"task #\d+: truncated JSON"),
         "not json": (_write(tmp / "notes.json", "this is not json"), r"byte 0: not JSON"),
         "json object": (_write(tmp / "obj.json", '{"data": {}}'), r"a JSON object; expected a JSON list"),
         "task not object": (_write(tmp / "nums.json", "[1, 2]"), r"task #0: expected a task object"),

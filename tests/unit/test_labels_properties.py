@@ -80,3 +80,48 @@ def test_truncated_exports_are_refused(tasks, cut):
     text = json.dumps(tasks).encode()
     cut = min(cut, len(text) - 1)
     assert _parse(text[:cut]) is None
+
+
+@SETTINGS
+@given(st.lists(any_json, max_size=6), st.integers(1, 40), st.sampled_from(["", " ", "\n  "]))
+def test_stream_reader_matches_json_loads_across_chunk_boundaries(values, chunk, space):
+    import io
+
+    from modelmill.labels import jsonstream
+
+    text = json.dumps(values, separators=("," + space, ":")).replace("[", "[" + space, 1)
+    original = jsonstream.CHUNK_CHARS
+    jsonstream.CHUNK_CHARS = chunk
+    try:
+        assert list(jsonstream.JSONListStream(io.StringIO(text))) == json.loads(text)
+        for cut in {1, len(text) // 2, len(text) - 1} - {0, len(text)}:
+            try:
+                list(jsonstream.JSONListStream(io.StringIO(text[:cut])))
+            except jsonstream.JSONStreamError:
+                continue
+            raise AssertionError(f"truncated text accepted: {text[:cut]!r}")
+    finally:
+        jsonstream.CHUNK_CHARS = original
+
+
+@SETTINGS
+@given(st.text(max_size=60), st.integers(1, 16))
+def test_stream_reader_agrees_with_json_on_arbitrary_text(text, chunk):
+    import io
+
+    from modelmill.labels import jsonstream
+
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        expected = ValueError
+    original = jsonstream.CHUNK_CHARS
+    jsonstream.CHUNK_CHARS = chunk
+    try:
+        got = list(jsonstream.JSONListStream(io.StringIO(text)))
+    except jsonstream.JSONStreamError:
+        got = ValueError
+    finally:
+        jsonstream.CHUNK_CHARS = original
+    if isinstance(expected, list) or got is not ValueError:
+        assert got == expected
