@@ -17,9 +17,11 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -131,7 +133,8 @@ def merge_ledger(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, in
     """
     new = new.drop_duplicates(["annotation", *_CONTENT])
     key = ["annotation", *_CONTENT]
-    is_repeat = new.set_index(key).index.isin(old.set_index(key).index)
+    known = set(zip(*(old[c].tolist() for c in key))) if len(old) else set()
+    is_repeat = np.fromiter((row in known for row in zip(*(new[c].tolist() for c in key))), bool, len(new))
     fresh = new[~is_repeat]
     combined = pd.concat([old.assign(_new=0), fresh.assign(_new=1)], ignore_index=True)
     combined = combined.sort_values(["annotation", "updated_at", "_new"], kind="stable")
@@ -142,7 +145,7 @@ def merge_ledger(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, in
 
 def current_votes(ledger: pd.DataFrame, items: set[str]) -> pd.DataFrame:
     """Used annotations of the given items; an annotator's later annotation of an item replaces theirs."""
-    votes = ledger[(ledger["status"] == USED) & ledger["item_id"].isin(items)]
+    votes = ledger[(ledger["status"] == USED).to_numpy() & _isin(ledger["item_id"], items)]
     votes = votes.sort_values(["updated_at", "annotation"], kind="stable")
     named = votes[votes["annotator"] != ""].drop_duplicates(["item_id", "annotator"], keep="last")
     return pd.concat([named, votes[votes["annotator"] == ""]]).sort_index()
@@ -150,33 +153,44 @@ def current_votes(ledger: pd.DataFrame, items: set[str]) -> pd.DataFrame:
 
 def merge_labels(labels: pd.DataFrame, resolved: pd.DataFrame, votes: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Canonical labels with resolved items set; unchanged labels keep their row and source."""
-    old = labels.set_index(ID)[LABEL]
-    current = old.reindex(resolved[ID]).to_numpy()
-    is_new = pd.isna(current)
-    is_changed = ~is_new & (current != resolved[LABEL].to_numpy())
-    counts = {"new": int(is_new.sum()), "changed": int(is_changed.sum()),
-              "unchanged": int(len(resolved) - is_new.sum() - is_changed.sum())}
-    updates = resolved[is_new | is_changed][[ID, LABEL]].copy()
-    if updates.empty:
+    ids, names, sources = labels[ID].tolist(), labels[LABEL].tolist(), labels[SOURCE].tolist()
+    current = dict(zip(ids, names))
+    decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist()))
+    added = sorted(i for i in decided if i not in current)
+    changed = {i: label for i, label in decided.items() if i in current and current[i] != label}
+    counts = {"new": len(added), "changed": len(changed), "unchanged": len(decided) - len(added) - len(changed)}
+    if not added and not changed:
         return labels, counts
-    updates[SOURCE] = updates[ID].map(provenance(votes[votes[ID].isin(set(updates[ID]))]))
-    merged = labels.copy()
-    changed = updates[updates[ID].isin(set(old.index))].set_index(ID)
-    rows = merged[ID].isin(set(changed.index))
-    merged.loc[rows, LABEL] = merged.loc[rows, ID].map(changed[LABEL])
-    merged.loc[rows, SOURCE] = merged.loc[rows, ID].map(changed[SOURCE])
-    added = updates[~updates[ID].isin(set(old.index))].sort_values(ID)
-    merged = pd.concat([merged, added[[ID, LABEL, SOURCE]]], ignore_index=True)
+    source = provenance(votes[_isin(votes[ID], set(added) | set(changed))]).to_dict()
+    for row, item in enumerate(ids):
+        if item in changed:
+            names[row], sources[row] = changed[item], source[item]
+    merged = pd.DataFrame({ID: ids + added, LABEL: names + [decided[i] for i in added],
+                           SOURCE: sources + [source[i] for i in added]})
     return merged.astype({ID: str, LABEL: str, SOURCE: str}), counts
 
 
+def _isin(column: pd.Series, values: set) -> np.ndarray:
+    """Membership as a bool array (plain set lookups: pandas' isin on arrow strings is ~8x slower)."""
+    return np.fromiter((v in values for v in column.tolist()), bool, len(column))
+
+
 def provenance(votes: pd.DataFrame) -> pd.Series:
-    """item_id -> 'labelstudio:<export sha256[:12]>/<annotation set sha256[:12]>'."""
-    latest = votes.sort_values(["updated_at", "annotation"], kind="stable").drop_duplicates(ID, keep="last")
-    export = latest.set_index(ID)["export"].str[:12]
-    keys = votes.sort_values("annotation", kind="stable").groupby(ID)["annotation"].agg("\n".join)
-    sets = keys.map(lambda text: hashlib.sha256(text.encode()).hexdigest()[:12])
-    return SOURCE_PREFIX + ":" + export + "/" + sets.reindex(export.index)
+    """item_id -> 'labelstudio:<export sha256[:12]>/<annotation set sha256[:12]>'.
+
+    The export is the one of the item's latest vote; the annotation set hashes the sorted ids
+    of the votes that decided the item (plain lists: a pandas groupby-apply is 20x slower here).
+    """
+    ordered = votes.sort_values([ID, "annotation"], kind="stable")
+    items, keys = ordered[ID].tolist(), ordered["annotation"].tolist()
+    stamps, exports = ordered["updated_at"].tolist(), ordered["export"].tolist()
+    out = {}
+    for item, rows in groupby(range(len(items)), key=items.__getitem__):
+        rows = list(rows)
+        latest = max(rows, key=lambda r: (stamps[r], keys[r]))
+        annotation_set = hashlib.sha256("\n".join(keys[r] for r in rows).encode()).hexdigest()[:12]
+        out[item] = f"{SOURCE_PREFIX}:{exports[latest][:12]}/{annotation_set}"
+    return pd.Series(out, dtype=str)
 
 
 def _report(parsed: list[ParsedExport], resolution: Resolution, repeated: int, superseded: int,
@@ -256,4 +270,6 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     if list(a.columns) != list(b.columns) or len(a) != len(b):
         return False
+    if list(a.dtypes) == list(b.dtypes):
+        return a.reset_index(drop=True).equals(b.reset_index(drop=True))
     return bool((a.reset_index(drop=True).astype(str) == b.reset_index(drop=True).astype(str)).all().all())
