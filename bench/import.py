@@ -73,7 +73,8 @@ def child(mode: str, data_dir: str, export: str) -> None:
 
         report = import_exports(data_dir, [export], LabelsConfig())
         detail = f"{report.tasks} tasks, {report.used} votes used, {report.labels_new} new labels, " \
-                 f"{len(report.review)} for review, kappa {report.resolution.kappa}"
+                 f"{len(report.review)} for review, kappa {report.resolution.kappa}, " \
+                 f"files written: {len(report.written)}"
     else:
         with open(export) as f:
             detail = f"{len(json.load(f))} tasks loaded"
@@ -108,8 +109,10 @@ def main() -> None:
           f"(generated in {time.perf_counter() - start:.1f} s)")
     reference = run("json.load", work / "data", export)
     result = run("import", work / "data", export)
+    again = run("import", work / "data", export)
     print(f"{'step':<34}{'seconds':>9}{'peak MB':>10}{'time x ref':>12}{'mem x ref':>11}")
-    for name, row in (("reference: json.load (parse only)", reference), ("modelmill import_exports (all)", result)):
+    for name, row in (("reference: json.load (parse only)", reference), ("modelmill import_exports (all)", result),
+                      ("same export again (no-op)", again)):
         print(f"{name:<34}{row['seconds']:>9.1f}{row['peak_mb']:>10.0f}"
               f"{row['seconds'] / reference['seconds']:>12.2f}{row['peak_mb'] / reference['peak_mb']:>11.2f}")
     print(f"import: {result['detail']}")

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from modelmill.config import LabelsConfig
 from modelmill.data import ID, LABEL, LABELS_FILE, SOURCE, atomic_write_bytes, load_dataset
-from modelmill.labels.consensus import Resolution, resolve, strategy_named
+from modelmill.labels.consensus import LOW, TIE, Resolution, resolve, strategy_named
 from modelmill.labels.labelstudio import COLUMNS, USED, ParsedExport, read_export
 
 LEDGER_FILE = "annotations.parquet"
@@ -74,6 +74,7 @@ class ImportReport:
             "predictions_not_used": self.predictions, "drafts_not_used": self.drafts,
             "labels_new": self.labels_new, "labels_changed": self.labels_changed,
             "labels_unchanged": self.labels_unchanged, "items_for_review": len(self.review),
+            "conflicts": int(self.review["status"].isin([TIE, LOW]).sum()),
         }
         if res.kappa is not None:
             figures[f"kappa_{res.kappa_kind}"] = res.kappa

@@ -132,13 +132,20 @@ def test_export_tasks_annotate_import_round_trip(prefect, project):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.import_labels import ImportLabelsParams, import_labels
-    from tasks.labels import export_uncertain_tasks
     from tasks.tracking import tracking_uri
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
 
     _register_tiny_champion(project)
     settings = load_settings(project / "params.yaml")
-    exported = export_uncertain_tasks(project, settings, project / "labels" / "outbox", count=20)
-    tasks = json.loads(Path(exported["tasks"]).read_text())
+    outbox = project / "labels" / "outbox"
+    cli = CliRunner().invoke(app, ["export-tasks", "-C", str(project), "-o", str(outbox), "--count", "20"])
+    assert cli.exit_code == 0, cli.output
+    assert "20 tasks (margin, champion digits-classifier/1)" in cli.output
+    assert "<Choices name=\"label\" toName=\"image\"" in (outbox / "labeling_config.xml").read_text()
+    tasks = json.loads((outbox / "tasks.json").read_text())
     assert len(tasks) == 20 and all(int(t["data"]["item_id"].split("-")[1]) < UNLABELED for t in tasks)
     assert tasks[0]["predictions"][0]["model_version"] == "digits-classifier/1"
     export = sim.write_json(project.parent / "project-1-at-2026-11-23.json", _annotate(tasks))
@@ -209,6 +216,14 @@ def test_cli_reports_a_bad_export_in_one_line(prefect, project):
     assert f"error: {bad}" in result.output and "truncated" in result.output
     assert "Traceback" not in result.output
     assert digest(project) == before
+
+    good = sim.write_json(project.parent / "good.json", [
+        sim.task(1, "digits-0001", [sim.annotation(1, 1, "1"), sim.annotation(2, 2, "1")]),
+        sim.task(2, "digits-0002", [sim.annotation(3, 1, "2"), sim.annotation(4, 2, "7")])])
+    result = CliRunner().invoke(app, ["import-labels", str(good), "-C", str(project)])
+    assert result.exit_code == 0, result.output
+    assert "labels: 1 new, 0 changed, 0 unchanged; 1 items for review" in result.output
+    assert "agreement: {'kappa_cohen':" in result.output and "new data version" in result.output
 
 
 @pytest.mark.slow

@@ -66,6 +66,7 @@ def test_round_trip_export_tasks_annotate_import(data, tmp_path):
     assert report.ignored == {"cancelled": 1, "rejected in review": 1}
     assert (report.tasks, report.used, report.predictions, report.drafts) == (8, 18, 8, 1)
     assert (report.labels_new, report.labels_changed) == (6, 0)
+    assert report.metrics()["conflicts"] == 1
     assert report.resolution.kappa_kind == "fleiss"
     assert report.resolution.kappa == pytest.approx(_fleiss_of_used_votes(), abs=1e-6)
     assert (data_dir / "exports" / f"{report.files[0]['sha256']}.json").read_bytes() == export.read_bytes()
