@@ -2,72 +2,40 @@
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-_STATE = Path(tempfile.mkdtemp(prefix="modelmill-labels-state-"))
-from flows.env import configure  # noqa: E402
+from modelmill.config import load_settings
+from modelmill.data import Dataset, load_dataset, write_dataset
+from modelmill.errors import ExportFormatError
+from tests.support import labelstudio_sim as sim
 
-configure(_STATE)  # before prefect/mlflow/dvc are imported (no-op for variables already set)
-
-import pandas as pd  # noqa: E402
-from prefect.testing.utilities import prefect_test_harness  # noqa: E402
-
-from modelmill.config import load_settings  # noqa: E402
-from modelmill.data import Dataset, bootstrap, load_dataset, write_dataset  # noqa: E402
-from modelmill.errors import ExportFormatError  # noqa: E402
-from tests.support import labelstudio_sim as sim  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 UNLABELED = 60  # items of the digits bootstrap whose labels are removed: the pool export-tasks draws from
 
 
 @pytest.fixture(scope="module")
-def prefect():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+def labels_template(project_template, tmp_path_factory):
+    """The shared bootstrapped project, with the first UNLABELED items unlabeled (a new data version)."""
+    from tasks.data import version_data
 
-
-def _git(project: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """A project once per module: git, DVC with a local remote, digits minus some labels, data.dvc."""
-    from dvc.repo import Repo
-
-    from tasks.data import push_data, version_data
-
-    project = tmp_path_factory.mktemp("template") / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "params.yaml", project / "params.yaml")
-    (project / ".gitignore").write_text("/data\n/mlflow\n/.modelmill\n/labels\n/remote\n")
-    _git(project, "init", "-q")
-    _git(project, "config", "user.email", "test@example.com")
-    _git(project, "config", "user.name", "test")
-    Repo.init(str(project)).close()
-    (project / ".dvc" / "config").write_text(
-        "[core]\n    analytics = false\n    remote = local\n['remote \"local\"']\n    url = ../remote\n")  # relative to .dvc/: <project>/remote
-    bootstrap(project / "data", "digits")
+    project = tmp_path_factory.mktemp("labels-template") / "project"
+    shutil.copytree(project_template, project, symlinks=True)
     ds = load_dataset(project / "data")
     write_dataset(project / "data", Dataset(ds.schema, ds.items, ds.labels.iloc[UNLABELED:].reset_index(drop=True)))
-    settings = load_settings(project / "params.yaml")
-    version_data(project, settings, "bootstrap")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-q", "-m", "init")
+    version_data(project, load_settings(project / "params.yaml"), "unlabel a pool")
+    for args in (["add", "-A"], ["commit", "-q", "-m", "unlabeled pool"]):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
     return project
 
 
 @pytest.fixture
-def project(template, tmp_path):
+def labels_project(labels_template, tmp_path):
     target = tmp_path / "project"
-    shutil.copytree(template, target, symlinks=True)
+    shutil.copytree(labels_template, target, symlinks=True)
     return target
 
 
@@ -126,7 +94,8 @@ def _annotate(tasks: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_export_tasks_annotate_import_round_trip(prefect, project):
+def test_export_tasks_annotate_import_round_trip(prefect_harness, labels_project):
+    project = labels_project
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -157,7 +126,7 @@ def test_export_tasks_annotate_import_round_trip(prefect, project):
     assert result["metrics"]["labels_new"] == 19 and result["metrics"]["items_for_review"] == 1
     assert result["ignored"] == {"cancelled": 1, "rejected in review": 1}
     assert digest(project)["data.dvc"] != before["data.dvc"]
-    assert any((project / "remote").rglob("*")), "the new version was pushed"
+    assert any((project / ".modelmill" / "dvc-remote").rglob("*")), "the new version was pushed"
     labels = pd.read_parquet(project / "data" / "labels.parquet")
     assert len(labels) == 1797 - UNLABELED + 19
     run = MlflowClient(tracking_uri(settings, project)).get_run(result["mlflow_run_id"])
@@ -185,7 +154,8 @@ BAD = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_export_fails_the_flow_and_leaves_data_dvc_and_cache_identical(prefect, project, case):
+def test_bad_export_fails_the_flow_and_leaves_data_dvc_and_cache_identical(prefect_harness, labels_project, case):
+    project = labels_project
     from mlflow import MlflowClient
 
     from flows.import_labels import ImportLabelsParams, import_labels
@@ -203,7 +173,8 @@ def test_bad_export_fails_the_flow_and_leaves_data_dvc_and_cache_identical(prefe
     assert failed.info.status == "FAILED" and str(bad) in failed.data.tags["error"]
 
 
-def test_cli_reports_a_bad_export_in_one_line(prefect, project):
+def test_cli_reports_a_bad_export_in_one_line(prefect_harness, labels_project):
+    project = labels_project
     from typer.testing import CliRunner
 
     from flows.cli import app
@@ -227,7 +198,8 @@ def test_cli_reports_a_bad_export_in_one_line(prefect, project):
 
 
 @pytest.mark.slow
-def test_retrain_imports_new_inbox_exports_first(prefect, project):
+def test_retrain_imports_new_inbox_exports_first(prefect_harness, labels_project):
+    project = labels_project
     from flows.retrain import RetrainParams, retrain
 
     inbox = project / "labels" / "inbox"
