@@ -133,7 +133,7 @@ def import_labels_cmd(
     from flows.import_labels import ImportLabelsParams, import_labels
 
     try:
-        params = ImportLabelsParams(project_dir=project_dir, config=config, paths=[str(p) for p in paths or []],
+        params = ImportLabelsParams(project_dir=project_dir, config=config, paths=[str(p.resolve()) for p in paths or []],
                                     strategy=strategy, min_agreement=min_agreement, strict=strict)
         params.settings()
         result = import_labels(params)

@@ -33,7 +33,8 @@ class ImportLabelsParams(BaseModel):
 @flow(name="import-labels", log_prints=True)
 def import_labels(params: ImportLabelsParams = ImportLabelsParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    paths = [str(Path(p).resolve()) for p in params.paths] or inbox_exports(project_dir, settings)
+    # relative paths are relative to the project (the CLI passes absolute ones)
+    paths = [str(Path(project_dir, p).resolve()) for p in params.paths] or inbox_exports(project_dir, settings)
     before = sync_data(project_dir, settings)
     if not paths:
         print("no new Label Studio exports")
