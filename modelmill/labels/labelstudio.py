@@ -339,7 +339,7 @@ def _min_row(row: dict, where: str, collector: _Collector) -> None:
 # ---- CSV -------------------------------------------------------------------------------------
 
 def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
-    text = io.TextIOWrapper(io.BufferedReader(reader, buffer_size=1 << 16), encoding="utf-8", newline="")
+    text = io.TextIOWrapper(io.BufferedReader(reader, buffer_size=1 << 16), encoding="utf-8-sig", newline="")
     rows = csv.DictReader(text)
     tasks = 0
     try:

@@ -159,3 +159,15 @@ def test_dawid_skene_strategy_from_config(data, tmp_path):
     assert report.resolution.strategy == "dawid_skene"
     assert set(report.resolution.annotator_reliability) == {"1", "2", "3"}
     assert json.dumps(report.rows())  # the table artifact rows are plain JSON
+
+
+def test_csv_with_byte_order_mark_and_multi_choice_cell(data, tmp_path):
+    data_dir, _, ids = data
+    rows = [{"item_id": ids[12], "id": 1, "label": "owl", "annotator": "a@x", "annotation_id": 1},
+            {"item_id": ids[12], "id": 1, "label": {"choices": ["owl", "cat"]}, "annotator": "b@x", "annotation_id": 2},
+            {"item_id": ids[12], "id": 1, "label": "owl", "annotator": "c@x", "annotation_id": 3}]
+    path = sim.write_csv(tmp_path / "e.csv", rows)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    report = import_exports(data_dir, [path], CFG)
+    assert report.skipped == {"several choices": 1} and report.used == 2
+    assert report.resolution.labeled.iloc[0]["label"] == "owl"
