@@ -27,3 +27,7 @@ class ValidationFailed(ModelmillError):
 
 class GateRejected(ModelmillError):
     """The challenger did not pass the champion/challenger gate (when configured to fail)."""
+
+
+class TuningError(ModelmillError):
+    """The Optuna study cannot be opened or run (names the storage or the study)."""
