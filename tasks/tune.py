@@ -92,13 +92,16 @@ def nest_tuning_run(ctx: RunContext, tuned: dict[str, Any]) -> None:
 
 
 def log_missing_trials(parent: Tracker, study: optuna.Study, trial_logger: TrialRunLogger) -> None:
-    """Trials that finished without a run (failed as stale after a kill -9) get one now."""
+    """Failed trials without a run (failed as stale after a kill -9, by any process) get one.
+
+    Complete and pruned trials are logged by their own worker's callback; only the failed
+    ones are reconciled, so two cooperating processes do not log a trial twice."""
     experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
     runs = parent.client.search_runs(
         [experiment_id], filter_string=f"tags.`optuna.study_name` = '{study.study_name}'",
         max_results=50000)
     logged = {r.data.tags.get("optuna.trial_number") for r in runs}
-    for trial in study.get_trials(deepcopy=False, states=tuple(STATUS)):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if str(trial.number) not in logged:
             trial_logger.log_trial(study.study_name, trial)
 
