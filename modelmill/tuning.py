@@ -3,6 +3,7 @@ objective over the training loop, and a resumable Optuna study in an RDB storage
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -14,9 +15,10 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -126,19 +128,30 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
         raise TuningError(f"tune.storage: cannot open Optuna storage '{url}' ({exc})") from None
 
 
+@contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a sqlite database (no-op for servers): concurrent schema
+    creation or migration of one sqlite file crashes, so launchers take turns."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        yield
+        return
+    lock = Path(url[len("sqlite:///"):]).with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def create_schema(url: str, cfg: TuneConfig) -> None:
     """Create the tables once, before parallel workers start (concurrent migrations crash)."""
-    for attempt in range(3):  # two launchers at once may race on CREATE TABLE: retry
-        try:
-            open_storage(url, cfg).engine.dispose()
-            break
-        except TuningError:
-            if attempt == 2:
-                raise
-            time.sleep(1 + attempt)
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        with sqlite3.connect(url[len("sqlite:///"):], timeout=120) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    with schema_lock(url):
+        open_storage(url, cfg).engine.dispose()
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            with sqlite3.connect(url[len("sqlite:///"):], timeout=120) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
 
 
 def make_sampler(cfg: TuneConfig, offset: int = 0) -> optuna.samplers.TPESampler:
@@ -162,13 +175,14 @@ def prepare_study(cfg: TuneConfig, name: str, url: str) -> optuna.Study:
     """Create (or load) the study; a fresh one is warm-started from the latest related study."""
     create_schema(url, cfg)
     storage = open_storage(url, cfg)
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction(cfg),
-                                sampler=make_sampler(cfg), pruner=make_pruner(cfg),
-                                load_if_exists=True)
-    if cfg.warm_start and not study.trials:
-        previous = _previous_best(storage, cfg, name)
-        if previous is not None:
-            study.enqueue_trial(previous, user_attrs={"warm_start": True}, skip_if_exists=True)
+    with schema_lock(url):  # two launchers at once: one creates and warm-starts, one loads
+        study = optuna.create_study(storage=storage, study_name=name, direction=direction(cfg),
+                                    sampler=make_sampler(cfg), pruner=make_pruner(cfg),
+                                    load_if_exists=True)
+        if cfg.warm_start and not study.trials:
+            previous = _previous_best(storage, cfg, name)
+            if previous is not None:
+                study.enqueue_trial(previous, user_attrs={"warm_start": True}, skip_if_exists=True)
     return study
 
 

@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from modelmill import tuning
 from modelmill.config import Settings
 from tasks.context import RunContext
-from tasks.tracking import Tracker, temp_dir
+from tasks.tracking import Tracker, connect, temp_dir, tracking_uri
 
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -62,6 +62,8 @@ def tune_study(project_dir: str, settings: Settings, data_version: str, run_name
     logger = get_run_logger()
     settings = settings.override({"data.dir": str(Path(project_dir, settings.data.dir).resolve())})
     tags = {**tags, "data_version": data_version, "flow_stage": "tune"}
+    with tuning.schema_lock(tracking_uri(settings, project_dir)):  # cooperating launchers
+        connect(settings, project_dir)  # create the MLflow schema and experiment once
     parent = Tracker.start(settings, project_dir, run_name, tags, parent_run_id=parent_run_id)
     status = "FAILED"
     try:

@@ -3,6 +3,7 @@ resume through the CLI, two CLI processes on one storage. Real sqlite stores, ti
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,6 +90,15 @@ def test_tune_flow_logs_pruned_trials_and_plots(project, prefect_harness):
             "tuning/parallel_coordinate.png"} <= plots
 
 
+def trial_states(db: Path) -> list[str]:
+    """Read-only peek at the storage (opening it through Optuna would race its schema creation)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            return [row[0] for row in conn.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:  # no file or no tables yet
+        return []
+
+
 def cli(project: Path, *args: str) -> subprocess.Popen:
     """`modelmill tune` in its own process, on the test session's Prefect server."""
     from prefect.settings import PREFECT_API_URL
@@ -107,16 +117,13 @@ def finished(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_kill_9_then_same_command_resumes_without_losing_trials(project, prefect_harness):
-    configure_tuning(project, epochs=6)
-    proc = cli(project, "--trials", "4")
-    storage = f"sqlite:///{project / 'optuna' / 'optuna.db'}"
+    configure_tuning(project, epochs=4)
+    proc = cli(project, "--trials", "3")
     deadline = time.monotonic() + 240
     while True:  # kill once a trial is complete and the next one is running
         assert time.monotonic() < deadline and proc.poll() is None, "no trial finished in time"
-        summaries = optuna.get_all_study_summaries(storage) if (project / "optuna" / "optuna.db").exists() else []
-        states = [t.state for t in optuna.load_study(study_name=summaries[0].study_name, storage=storage)
-                  .trials] if summaries else []
-        if TrialState.COMPLETE in states and TrialState.RUNNING in states:
+        states = trial_states(project / "optuna" / "optuna.db")
+        if "COMPLETE" in states and "RUNNING" in states:
             break
         time.sleep(0.3)
     kept = {t.number: t.value for t in load_study(project).trials if t.state == TrialState.COMPLETE}
@@ -124,14 +131,14 @@ def test_kill_9_then_same_command_resumes_without_losing_trials(project, prefect
     proc.wait()
     time.sleep(TUNE["grace_period"] + 1)
 
-    finished(cli(project, "--trials", "4"))
+    finished(cli(project, "--trials", "3"))
     study = load_study(project)
     assert {t.number: t.value for t in study.trials if t.number in kept} == kept
     stale = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(stale) == 1 and not [t for t in study.trials if t.state == TrialState.RUNNING]
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]
     assert retry and retry[0].state == TrialState.COMPLETE and retry[0].params == stale[0].params
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 3
     logged = {r.data.tags["optuna.trial_number"]: r.data.tags["optuna.state"]
               for r in trial_runs(project, study.study_name)}
     assert logged[str(stale[0].number)] == "fail"  # the killed trial is in MLflow as failed
@@ -147,3 +154,29 @@ def test_two_cli_processes_cooperate_on_one_study(project, prefect_harness):
     assert len(numbers) == len(set(numbers)) == len(study.trials)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 4
     assert len(trial_runs(project, study.study_name)) == len(study.trials)
+
+
+def test_dashboard_serves_the_study_storage_on_localhost(project):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "tune", "-C", str(project), "--dashboard",
+                             "--port", str(port)], cwd=project, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "dashboard did not start"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as reply:
+                    assert reply.status == 200 and b"study_summaries" in reply.read()
+                    break
+            except OSError:
+                time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

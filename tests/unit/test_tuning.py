@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import optuna
@@ -19,7 +13,6 @@ from modelmill.config import load_settings
 from modelmill.data import bootstrap
 from modelmill.errors import ConfigError, TuningError
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY_SPACE = {
     "train.learning_rate": {"type": "float", "low": 1e-4, "high": 5e-2, "log": True},
     "train.optimizer": {"type": "categorical", "choices": ["adam", "sgd"]},
@@ -120,58 +113,3 @@ def test_two_worker_processes_share_one_study(settings, tmp_path):
     result = tuning.tune(settings.override({"tune.trials": 4, "tune.workers": 2}), "v1", root=tmp_path)
     numbers = [t.number for t in _study(result).trials]
     assert len(numbers) == len(set(numbers)) and result.states["complete"] >= 4
-
-
-KILLABLE = textwrap.dedent("""
-    import sys
-    from modelmill import tuning
-    from modelmill.config import Settings
-    settings = Settings.model_validate_json(open(sys.argv[1]).read())
-    tuning.tune(settings, "v1", root=sys.argv[2])
-""")
-
-
-def _launch(settings, tmp_path) -> subprocess.Popen:
-    spec = tmp_path / "settings.json"
-    spec.write_text(settings.model_dump_json())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", KILLABLE, str(spec), str(tmp_path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _wait_for(predicate, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
-@pytest.mark.slow
-def test_kill_9_then_rerun_keeps_completed_and_retries_the_stale_trial(settings, tmp_path):
-    run = settings.override({"tune.trials": 4, "tune.epochs": 6, "tune.sampler_startup_trials": 4})
-    url = tuning.resolve_storage_url(run.tune.storage, tmp_path)
-    name = tuning.study_name(run.tune, "v1")
-
-    def states():
-        try:
-            return [t.state for t in optuna.load_study(study_name=name, storage=url).trials]
-        except KeyError:
-            return []
-
-    proc = _launch(run, tmp_path)
-    _wait_for(lambda: states().count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states())
-    before = {t.number: t.value for t in optuna.load_study(study_name=name, storage=url).trials
-              if t.state == TrialState.COMPLETE}
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    time.sleep(run.tune.grace_period + 1)  # the heartbeat goes stale
-
-    result = tuning.tune(run, "v1", root=tmp_path)
-    trials = optuna.load_study(study_name=name, storage=url).trials
-    assert {t.number: t.value for t in trials if t.number in before} == before
-    stale = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stale) == 1
-    retried = [t for t in trials if t.system_attrs.get("failed_trial") == stale[0].number]
-    assert retried and retried[0].state == TrialState.COMPLETE
-    assert retried[0].params == stale[0].params
-    assert result.states["complete"] >= 4 and result.states["running"] == 0
