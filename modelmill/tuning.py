@@ -17,6 +17,7 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -194,7 +195,7 @@ def _previous_best(storage: RDBStorage, cfg: TuneConfig, name: str) -> dict[str,
                and s.study_name.endswith(suffix) and s.best_trial is not None]
     if not related:
         return None
-    newest = max(related, key=lambda s: s.datetime_start or 0)
+    newest = max(related, key=lambda s: s.datetime_start or datetime.min)
     return {k: v for k, v in newest.best_trial.params.items() if k in cfg.space}
 
 
