@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +26,8 @@ import optuna  # noqa: E402
 from modelmill import tuning  # noqa: E402
 from modelmill.config import Settings, load_settings  # noqa: E402
 from modelmill.data import bootstrap  # noqa: E402
+from modelmill.models import build_model  # noqa: E402
+from modelmill.training import train  # noqa: E402
 
 
 def run_study(base: Settings, workdir: Path, label: str, **overrides) -> dict:
@@ -51,6 +54,31 @@ def print_table(title: str, rows: list[dict], reference: dict) -> None:
               f"{row['best']:>10.4f}{row['epochs']:>8}{row['complete']:>10}{row['pruned']:>8}")
 
 
+def control_job(data_dir: str, epochs: int) -> None:
+    """One fixed training run, 1 torch thread: the unit of work of the parallelism control."""
+    settings = load_settings(None, {"data.dir": data_dir, "train.device": "cpu", "train.epochs": epochs,
+                                    "train.patience": epochs, "train.num_threads": 1})
+    splits = tuning.load_splits(settings)
+    model = build_model(splits["schema"].image_shape, len(splits["schema"].classes), settings.model)
+    train(model, splits["train"], splits["val"], settings.train)
+
+
+def control(data_dir: Path, epochs: int) -> tuple[float, float]:
+    """The machine's own 2-process speed-up now: 2 plain training processes one after the
+    other vs at once (no Optuna). Other load on the machine shows up here too."""
+    def jobs(at_once: bool) -> float:
+        cmd = [sys.executable, __file__, "--control-job", str(data_dir), "--epochs", str(epochs)]
+        started = time.perf_counter()
+        if at_once:
+            procs = [subprocess.Popen(cmd) for _ in range(2)]
+            assert all(p.wait() == 0 for p in procs)
+        else:
+            for _ in range(2):
+                subprocess.run(cmd, check=True)
+        return time.perf_counter() - started
+    return jobs(False), jobs(True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
@@ -58,7 +86,11 @@ def main() -> None:
     parser.add_argument("--parallel-trials", type=int, default=12)
     parser.add_argument("--pruners", default="median,hyperband")
     parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--only", choices=["pruning", "workers"], default=None)
+    parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.control_job:
+        return control_job(args.control_job, args.epochs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = Path(args.config) if Path(args.config).exists() else None
 
@@ -72,10 +104,13 @@ def main() -> None:
         })
         print(f"digits, {args.trials} trials x <= {args.epochs} epochs, seed {base.tune.sampler_seed}, "
               f"metric {base.tune.metric}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
-        none = run_study(base, workdir, "no pruning", **{"tune.pruner": "none"})
-        rows = [none] + [run_study(base, workdir, f"pruner {p}", **{"tune.pruner": p})
-                         for p in args.pruners.split(",") if p]
-        print_table(f"(a) pruning vs none ({args.trials} trials)", rows, none)
+        if args.only != "workers":
+            none = run_study(base, workdir, "no pruning", **{"tune.pruner": "none"})
+            rows = [none] + [run_study(base, workdir, f"pruner {p}", **{"tune.pruner": p})
+                             for p in args.pruners.split(",") if p]
+            print_table(f"(a) pruning vs none ({args.trials} trials)", rows, none)
+        if args.only == "pruning":
+            return
 
         # same compute per trial (architecture and batch fixed, no early stopping), so the
         # ratio measures parallelism, not which architectures each run happened to sample
@@ -88,6 +123,10 @@ def main() -> None:
         print_table(f"(b) workers, {args.parallel_trials} trials x {args.epochs} epochs, fixed "
                     "architecture, no pruning, 1 torch thread each",
                     [serial, parallel], serial)
+        one_by_one, at_once = control(data, args.epochs)
+        print(f"control: 2 plain training processes ({args.epochs} epochs each) one after the other "
+              f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
+              f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)")
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
 
 
