@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast ui system-deps bench clean-state help
+.PHONY: install run test test-fast ui system-deps bench clean-state help optuna bench-tuning
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -29,6 +29,12 @@ test-fast: $(STAMP)  ## unit tests only
 
 ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over mlflow/mlflow.db
 	$(BIN)/modelmill ui
+
+optuna: $(STAMP)  ## optuna-dashboard on http://127.0.0.1:8080 over the study storage (tune.storage)
+	$(BIN)/modelmill tune --dashboard
+
+bench-tuning: $(STAMP)  ## tuning benchmark: pruning vs none, 1 vs 2 workers (digits)
+	$(BIN)/python bench/tuning.py
 
 system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchmark (root)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

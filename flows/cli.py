@@ -33,6 +33,7 @@ def run(
     seed: Optional[int] = typer.Option(None, help="override train.seed"),
     gate_tolerance: Optional[float] = typer.Option(None, help="override gate.tolerance"),
     force: bool = typer.Option(False, "--force", help="retrain even when nothing changed"),
+    tune: int = typer.Option(0, "--tune", min=0, help="Optuna trials first (0 = off); train with the best"),
 ) -> None:
     """Run the retrain flow once: sync data, validate, train, evaluate, gate, register."""
     from modelmill.errors import ModelmillError
@@ -42,7 +43,7 @@ def run(
     try:
         params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
                                learning_rate=learning_rate, seed=seed,
-                               gate_tolerance=gate_tolerance, force=force)
+                               gate_tolerance=gate_tolerance, force=force, tune=tune)
         params.settings()  # a config error fails here, before Prefect starts
         summary = retrain(params)
     except ModelmillError as exc:
@@ -70,6 +71,51 @@ def print_summary(summary: dict) -> None:
     console.print(f"gate: {summary['gate_reason']}")
     console.print(f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
                   f"(or `modelmill ui`) at http://127.0.0.1:5000")
+
+
+@app.command("tune")
+def tune_command(
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    trials: Optional[int] = typer.Option(None, min=1, help="trials in the study in total (tune.trials)"),
+    timeout: Optional[float] = typer.Option(None, help="seconds for this run (tune.timeout)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
+    pruner: Optional[str] = typer.Option(None, help="median | hyperband | none (tune.pruner)"),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tune.storage)"),
+    dashboard: bool = typer.Option(False, "--dashboard", help="open optuna-dashboard over the storage instead"),
+    port: int = typer.Option(8080, help="dashboard port on 127.0.0.1"),
+) -> None:
+    """Tune hyperparameters: a pruned, resumable Optuna study; every trial an MLflow run."""
+    from modelmill.errors import ModelmillError
+
+    from flows.tune import TuneParams, tune
+
+    try:
+        params = TuneParams(project_dir=project_dir, config=config, trials=trials, timeout=timeout,
+                            workers=workers, pruner=pruner, storage=storage)
+        settings = params.settings()  # a config error fails here, before Prefect starts
+        if dashboard:
+            raise typer.Exit(open_dashboard(settings, project_dir, port))
+        result = tune(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(f"study {result['study_name']}: best value {result['best_value']} "
+               f"(trial {result['best_trial']}); trials {result['states']}")
+    for key, value in result["best_params"].items():
+        typer.echo(f"  {key} = {value}")
+
+
+def open_dashboard(settings, project_dir: str, port: int) -> int:
+    """optuna-dashboard on 127.0.0.1 over the study storage (blocks; Ctrl-C stops it)."""
+    import optuna_dashboard
+
+    from modelmill.tuning import create_schema, resolve_storage_url
+
+    url = resolve_storage_url(settings.tune.storage, project_dir)
+    create_schema(url, settings.tune)
+    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {url} (Ctrl-C stops it)")
+    optuna_dashboard.run_server(url, host="127.0.0.1", port=port)
+    return 0
 
 
 @data_app.command("bootstrap")

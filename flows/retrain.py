@@ -13,6 +13,7 @@ from tasks.labels import inbox_exports
 from tasks.registry import register
 from tasks.report import publish_summary
 from tasks.train import train_challenger
+from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
 
 
@@ -28,6 +29,8 @@ class RetrainParams(BaseModel):
     gate_tolerance: float | None = Field(None, ge=0, description="override gate.tolerance")
     model_name: str | None = Field(None, description="override registry.model_name")
     force: bool = Field(False, description="retrain even when nothing changed")
+    tune: int = Field(0, ge=0, description="Optuna trials to run first (0 = off); "
+                                           "the model then trains with the best params")
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
@@ -42,7 +45,15 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
     lineage = {"git_commit": git_commit(project_dir), "prefect_flow_run_id": str(runtime.flow_run.id),
                "prefect_flow_run_name": runtime.flow_run.name}
+    tuned = None
+    if params.tune:  # issue 4: tune first, then train the final model with the best params
+        tuned = tune_study(project_dir, settings.override({"tune.trials": params.tune}),
+                           sync_data(project_dir, settings), f"{runtime.flow_run.name}-tune",
+                           {**lineage, "flow": "retrain"})
+        settings = settings.override(tuned["best_params"])
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
+    if tuned:
+        nest_tuning_run(ctx, tuned)
     try:
         data_version = sync_data(project_dir, settings)
         # --- labels (issue 3): new Label Studio exports in labels.inbox become a new data version first

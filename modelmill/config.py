@@ -100,6 +100,101 @@ class LabelsConfig(_Section):
     uncertainty: Literal["margin", "entropy"] = "margin"
 
 
+# --- tuning (issue 4) -------------------------------------------------------------------
+
+class SearchParam(_Section):
+    """One dimension of the search space: a float/int range (optionally log) or a choice."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[str | int | float | bool] | None = None
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.choices or self.low is not None or self.high is not None:
+                raise ValueError("categorical needs a non-empty 'choices' list and no low/high")
+            return self
+        if self.choices is not None or self.low is None or self.high is None:
+            raise ValueError(f"{self.type} needs 'low' and 'high' and no 'choices'")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("log scale needs low > 0 and no step")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("int needs integer low and high")
+        return self
+
+    def candidates(self) -> list:
+        """Values at the edges of the space (checked against the configuration's own rules)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+def _default_space() -> dict[str, SearchParam]:
+    return {
+        "train.learning_rate": SearchParam(type="float", low=1e-4, high=1e-1, log=True),
+        "train.batch_size": SearchParam(type="categorical", choices=[32, 64, 128]),
+        "train.weight_decay": SearchParam(type="float", low=1e-6, high=1e-2, log=True),
+        "train.optimizer": SearchParam(type="categorical", choices=["adam", "sgd"]),
+        "model.width": SearchParam(type="categorical", choices=[8, 16, 32]),
+        "model.depth": SearchParam(type="int", low=1, high=3),
+        "model.dropout": SearchParam(type="float", low=0.0, high=0.5),
+    }
+
+
+class TuneConfig(_Section):
+    trials: int = Field(30, ge=0, description="trials in the study in total (resumes count); 0 = off")
+    timeout: float | None = Field(None, gt=0, description="seconds for this invocation")
+    workers: int = Field(1, ge=1, description="trials run at once (processes)")
+    storage: str = Field("sqlite:///optuna/optuna.db", description="Optuna RDB storage URL")
+    study_prefix: str = "modelmill"
+    metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    epochs: int = Field(20, ge=1, description="epochs cap per trial (Hyperband max resource)")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_startup_trials: int = Field(5, ge=0, description="median: trials before pruning starts")
+    pruner_warmup_epochs: int = Field(2, ge=0, description="median: epochs before a trial can be pruned")
+    sampler_seed: int = 42
+    sampler_startup_trials: int = Field(10, ge=0, description="TPE: random trials first")
+    warm_start: bool = Field(True, description="a fresh study starts from the previous study's best")
+    heartbeat_interval: int = Field(10, ge=1, description="seconds; a dead trial is failed and retried")
+    grace_period: int = Field(30, ge=1, description="seconds without heartbeat before a trial is stale")
+    max_retry: int = Field(2, ge=0, description="retries of a trial whose process died")
+    threads_per_worker: int | None = Field(1, ge=1, description="torch threads per trial process")
+    space: dict[str, SearchParam] = Field(default_factory=_default_space)
+
+    @field_validator("storage")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)")
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _keys_are_settings(cls, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
+        if not space:
+            raise ValueError("the search space is empty")
+        for key, param in space.items():
+            section, _, leaf = key.partition(".")
+            field = Settings.model_fields.get(section) if section != "tune" else None
+            sub = field.annotation if field is not None else None
+            if sub is None or leaf not in sub.model_fields:
+                raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
+            for value in param.candidates():
+                try:
+                    sub.model_validate({leaf: value})
+                except ValidationError as exc:
+                    reason = "; ".join(err["msg"] for err in exc.errors())
+                    raise ValueError(f"'{key}': value {value!r} is not allowed ({reason})") from None
+        return space
+
+
 class Settings(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -110,6 +205,7 @@ class Settings(_Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     labels: LabelsConfig = LabelsConfig()
+    tune: TuneConfig = TuneConfig()
 
     def flat(self) -> dict[str, Any]:
         """The resolved configuration as dotted keys (for MLflow params)."""

@@ -36,3 +36,7 @@ class ExportFormatError(ModelmillError):
         self.path, self.where, self.problem = str(path), where, problem
         place = f"{self.path}, {where}" if where else self.path
         super().__init__(f"{place}: {problem}")
+
+
+class TuningError(ModelmillError):
+    """The Optuna study cannot be opened or run (names the storage or the study)."""

@@ -38,8 +38,15 @@ def connect(settings: Settings, project_dir: str | Path):
     from mlflow import MlflowClient
 
     uri = tracking_uri(settings, project_dir)
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which tracking_uri() would then take
+    # for every later project in this process (and its subprocesses): keep the user's value only
+    if user_uri is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_uri
     client = MlflowClient(uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(settings.tracking.experiment)
     if experiment is not None:

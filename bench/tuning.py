@@ -1,0 +1,134 @@
+"""Benchmark: Optuna tuning on the default data (digits), side by side in one run.
+
+(a) N trials with pruning (median, hyperband) vs without: wall time ratio and best value.
+(b) K=1 vs K=2 worker processes on one study: speed-up (torch threads = 1 per worker).
+
+    python bench/tuning.py [--trials 30] [--epochs 15] [--parallel-trials 12]
+
+Each configuration tunes a fresh study in its own temporary sqlite storage with the same
+seeded sampler. Other processes on the machine skew the timings: compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import optuna  # noqa: E402
+
+from modelmill import tuning  # noqa: E402
+from modelmill.config import Settings, load_settings  # noqa: E402
+from modelmill.data import bootstrap  # noqa: E402
+from modelmill.models import build_model  # noqa: E402
+from modelmill.training import train  # noqa: E402
+
+
+def run_study(base: Settings, workdir: Path, label: str, **overrides) -> dict:
+    store = workdir / label
+    store.mkdir()
+    settings = base.override({"tune.storage": f"sqlite:///{store}/optuna.db", **overrides})
+    started = time.perf_counter()
+    result = tuning.tune(settings, "bench", root=store)
+    seconds = time.perf_counter() - started
+    epochs = sum(len(t.user_attrs.get(tuning.HISTORY_ATTR, []))
+                 for t in optuna.load_study(study_name=result.study_name, storage=result.storage).trials)
+    return {"label": label, "seconds": seconds, "best": result.best_value, "epochs": epochs,
+            "complete": result.states["complete"], "pruned": result.states["pruned"]}
+
+
+def print_table(title: str, rows: list[dict], reference: dict) -> None:
+    print(f"\n{title}")
+    print(f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best val':>10}"
+          f"{'epochs':>8}{'complete':>10}{'pruned':>8}")
+    for row in rows:
+        speedup = reference["seconds"] / row["seconds"]
+        saved = 1 - row["seconds"] / reference["seconds"]
+        print(f"{row['label']:<22}{row['seconds']:>9.1f}{speedup:>10.2f}{saved:>11.0%}"
+              f"{row['best']:>10.4f}{row['epochs']:>8}{row['complete']:>10}{row['pruned']:>8}")
+
+
+def control_job(data_dir: str, epochs: int) -> None:
+    """One fixed training run, 1 torch thread: the unit of work of the parallelism control."""
+    settings = load_settings(None, {"data.dir": data_dir, "train.device": "cpu", "train.epochs": epochs,
+                                    "train.patience": epochs, "train.num_threads": 1})
+    splits = tuning.load_splits(settings)
+    model = build_model(splits["schema"].image_shape, len(splits["schema"].classes), settings.model)
+    train(model, splits["train"], splits["val"], settings.train)
+
+
+def control(data_dir: Path, epochs: int) -> tuple[float, float]:
+    """The machine's own 2-process speed-up now: 2 plain training processes one after the
+    other vs at once (no Optuna). Other load on the machine shows up here too."""
+    def jobs(at_once: bool) -> float:
+        cmd = [sys.executable, __file__, "--control-job", str(data_dir), "--epochs", str(epochs)]
+        started = time.perf_counter()
+        if at_once:
+            procs = [subprocess.Popen(cmd) for _ in range(2)]
+            assert all(p.wait() == 0 for p in procs)
+        else:
+            for _ in range(2):
+                subprocess.run(cmd, check=True)
+        return time.perf_counter() - started
+    return jobs(False), jobs(True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15, help="epochs cap per trial")
+    parser.add_argument("--parallel-trials", type=int, default=12)
+    parser.add_argument("--pruners", default="median,hyperband")
+    parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--only", choices=["pruning", "workers"], default=None)
+    parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.control_job:
+        return control_job(args.control_job, args.epochs)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = Path(args.config) if Path(args.config).exists() else None
+
+    with tempfile.TemporaryDirectory(prefix="modelmill-bench-tune-") as tmp:
+        workdir = Path(tmp)
+        data = bootstrap(workdir / "data", "digits")
+        base = load_settings(config, {
+            "data.dir": str(data), "train.device": "cpu", "tune.threads_per_worker": 1,
+            "tune.epochs": args.epochs, "tune.timeout": None, "tune.warm_start": False,
+            "tune.workers": 1, "tune.trials": args.trials,
+        })
+        print(f"digits, {args.trials} trials x <= {args.epochs} epochs, seed {base.tune.sampler_seed}, "
+              f"metric {base.tune.metric}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+        if args.only != "workers":
+            none = run_study(base, workdir, "no pruning", **{"tune.pruner": "none"})
+            rows = [none] + [run_study(base, workdir, f"pruner {p}", **{"tune.pruner": p})
+                             for p in args.pruners.split(",") if p]
+            print_table(f"(a) pruning vs none ({args.trials} trials)", rows, none)
+        if args.only == "pruning":
+            return
+
+        # same compute per trial (architecture and batch fixed, no early stopping), so the
+        # ratio measures parallelism, not which architectures each run happened to sample
+        fixed = {"tune.pruner": "none", "tune.trials": args.parallel_trials,
+                 "train.patience": args.epochs,
+                 "tune.space": {k: v.model_dump() for k, v in base.tune.space.items()
+                                if k in ("train.learning_rate", "train.weight_decay", "model.dropout")}}
+        serial = run_study(base, workdir, "1 worker", **fixed)
+        parallel = run_study(base, workdir, "2 workers", **fixed, **{"tune.workers": 2})
+        print_table(f"(b) workers, {args.parallel_trials} trials x {args.epochs} epochs, fixed "
+                    "architecture, no pruning, 1 torch thread each",
+                    [serial, parallel], serial)
+        one_by_one, at_once = control(data, args.epochs)
+        print(f"control: 2 plain training processes ({args.epochs} epochs each) one after the other "
+              f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
+              f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)")
+        print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
+
+
+if __name__ == "__main__":
+    main()
