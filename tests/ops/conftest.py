@@ -1,0 +1,79 @@
+"""Fixtures of the operations tests: a project copy, the local stack, a browser, PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows import stack as local_stack
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]
+SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproject.toml")
+
+
+def copy_sources(dest: Path) -> Path:
+    """A project folder holding this checkout's code and configuration (no state)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def ops_project(tmp_path_factory) -> Path:
+    return copy_sources(tmp_path_factory.mktemp("ops-project"))
+
+
+@pytest.fixture(scope="session")
+def stack(ops_project):
+    """The real local stack (Prefect server, process worker, MLflow server) on free ports."""
+    running = local_stack.up(ops_project)
+    try:
+        yield running
+    finally:
+        local_stack.down(ops_project)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed (make browser-deps)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh page; a full-page screenshot lands in test-artifacts/ when the test ends."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{request.node.name}-final.png", full_page=True)
+    context.close()
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    return path
