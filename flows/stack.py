@@ -39,6 +39,8 @@ class Stack:
     prefect_port: int
     mlflow_port: int
     worker_port: int
+    # None: the embedded sqlite store mlflow/mlflow.db; else e.g. postgresql://user@host:port/db
+    mlflow_backend: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -168,16 +170,21 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def start_servers(stack: Stack) -> None:
-    """Start the MLflow and Prefect servers side by side and wait for both."""
+def spawn_mlflow(stack: Stack) -> None:
+    """The MLflow tracking server: one worker, no job runner, artifacts served by it."""
     root = Path(stack.root)
     (root / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
+    backend = stack.mlflow_backend or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
     _spawn(stack, "mlflow", [
         _bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(stack.mlflow_port),
-        "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+        "--workers", "1", "--backend-store-uri", backend,
         "--artifacts-destination", str(root / "mlflow" / "artifacts"), "--serve-artifacts",
     ])
+
+
+def start_servers(stack: Stack) -> None:
+    """Start the MLflow and Prefect servers side by side and wait for both."""
+    spawn_mlflow(stack)
     _spawn(stack, "prefect-server", [
         _bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(stack.prefect_port),
     ])
@@ -226,7 +233,10 @@ def _declared(stack: Stack) -> list[str]:
     return [d["name"] for d in spec.get("deployments", [])]
 
 
-def up(root: str | Path, prefect_port: int | None = None, mlflow_port: int | None = None) -> Stack:
+def up(
+    root: str | Path, prefect_port: int | None = None, mlflow_port: int | None = None,
+    mlflow_backend: str | None = None,
+) -> Stack:
     """Start the stack for the project at `root`; returns it once every part is healthy."""
     root = Path(root).resolve()
     running = load_stack(root)
@@ -234,7 +244,7 @@ def up(root: str | Path, prefect_port: int | None = None, mlflow_port: int | Non
         raise StackError(f"the stack is already up ({running.prefect_url}); run `modelmill down` first")
     stack = Stack(
         root=str(root), prefect_port=prefect_port or free_port(),
-        mlflow_port=mlflow_port or free_port(), worker_port=free_port(),
+        mlflow_port=mlflow_port or free_port(), worker_port=free_port(), mlflow_backend=mlflow_backend,
     )
     try:
         start_servers(stack)
