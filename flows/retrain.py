@@ -2,15 +2,17 @@
 
 from pathlib import Path
 
-from prefect import flow, runtime
+from prefect import flow, runtime, task
 from pydantic import BaseModel, Field
 
 from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
+from flows.alerts import alert_on_failure
 from tasks.registry import register
 from tasks.report import publish_summary
+from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fingerprint
 from tasks.train import train_challenger
 from tasks.validate import validate_data
 
@@ -36,25 +38,37 @@ class RetrainParams(BaseModel):
             "gate.tolerance": self.gate_tolerance, "registry.model_name": self.model_name})
 
 
-@flow(name="retrain", log_prints=True)
+@task(name="train-evaluate-register", cache_key_fn=fingerprint_cache_key, persist_result=True)
+def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -> dict:
+    """validate -> train -> evaluate -> gate -> register -> summary; cached by the run fingerprint."""
+    validate_data(ctx)
+    checkpoint = train_challenger(ctx, data_version)
+    evaluation = evaluate(ctx, checkpoint)
+    decision = gate(ctx, evaluation)
+    registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
+    summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
+               "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
+               "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
+    summary["markdown"] = publish_summary(ctx, summary)
+    return summary
+
+
+@flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
 def retrain(params: RetrainParams = RetrainParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    lineage = {"git_commit": git_commit(project_dir), "prefect_flow_run_id": str(runtime.flow_run.id),
-               "prefect_flow_run_name": runtime.flow_run.name}
+    lineage = {"git_commit": git_commit(project_dir), "code_version": code_version(),
+               "prefect_flow_run_id": str(runtime.flow_run.id), "prefect_flow_run_name": runtime.flow_run.name}
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
         data_version = sync_data(project_dir, settings)
         lineage["data_version"] = data_version
         ctx.tracker().set_tags({"data_version": data_version})
-        validate_data(ctx)
-        checkpoint = train_challenger(ctx, data_version)
-        evaluation = evaluate(ctx, checkpoint)
-        decision = gate(ctx, evaluation)
-        registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
-        summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
-                   "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
-                   "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
-        summary["markdown"] = publish_summary(ctx, summary)
+        fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])
+        retrain_anyway = params.force or not settings.ops.skip_unchanged
+        summary = train_to_registry.with_options(refresh_cache=retrain_anyway)(
+            ctx, data_version, lineage, fingerprint)
+        if summary["mlflow_run_id"] != ctx.run_id:  # Prefect's cache answered: nothing changed
+            summary = record_skip(ctx, summary, fingerprint)
     except BaseException:
         close_run(ctx, "FAILED")
         raise

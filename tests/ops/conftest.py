@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows import stack as local_stack
 
@@ -16,7 +18,10 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run", "--disable-sync",
 ]
-SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproject.toml")
+SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproject.toml",
+           ".dvc", ".dvcignore", ".gitignore", "data.dvc", "mlflow/.gitkeep")
+# tiny training for tests: the digits, 2 epochs
+TEST_PARAMS = {"train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"}}
 
 
 def copy_sources(dest: Path) -> Path:
@@ -25,15 +30,29 @@ def copy_sources(dest: Path) -> Path:
     for name in SOURCES:
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
         elif src.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    return dest
+
+
+def make_project(dest: Path) -> Path:
+    """A git + DVC project of this checkout with a tiny training config (data bootstraps on first run)."""
+    copy_sources(dest)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in TEST_PARAMS.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git = ["git", "-c", "user.name=modelmill-tests", "-c", "user.email=tests@modelmill.invalid"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "test project"]):
+        subprocess.run(git + argv, cwd=dest, check=True, capture_output=True)
     return dest
 
 
 @pytest.fixture(scope="session")
 def ops_project(tmp_path_factory) -> Path:
-    return copy_sources(tmp_path_factory.mktemp("ops-project"))
+    return make_project(tmp_path_factory.mktemp("ops-project"))
 
 
 @pytest.fixture(scope="session")
