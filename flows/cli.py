@@ -134,6 +134,22 @@ def ui(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
+@app.command()
+def up(project_dir: str = ProjectOpt) -> None:
+    """Start the local stack (Prefect server, process worker, MLflow server) and deploy prefect.yaml."""
+    from flows.stack import main as stack_main
+
+    raise typer.Exit(stack_main(["up", project_dir]))
+
+
+@app.command()
+def down(project_dir: str = ProjectOpt) -> None:
+    """Stop the processes `modelmill up` started (by their PIDs)."""
+    from flows.stack import main as stack_main
+
+    raise typer.Exit(stack_main(["down", project_dir]))
+
+
 def _settings(project_dir: str, config: str, overrides: dict | None = None):
     from modelmill.config import load_settings
     from modelmill.errors import ModelmillError

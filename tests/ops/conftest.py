@@ -66,6 +66,16 @@ def stack(ops_project):
 
 
 @pytest.fixture(scope="session")
+def quick_run_result(stack):
+    """One retrain run triggered exactly as the dashboard's Quick run does, run by the worker."""
+    from tests.ops import prefect_api as api
+
+    deployment = api.deployment(stack.prefect_api_url, "retrain")
+    flow_run_id = api.quick_run(stack.prefect_api_url, deployment["id"])
+    return api.wait_terminal(stack.prefect_api_url, flow_run_id)
+
+
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (make browser-deps)")
@@ -96,3 +106,18 @@ def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=path, full_page=True)
     return path
+
+
+@pytest.fixture
+def in_stack(stack, monkeypatch):
+    """Run flows in this process against the stack's servers and its Prefect result storage
+    (so in-process runs and worker runs share one cache)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+
+    for key, value in local_stack.project_env(Path(stack.root)).items():
+        if key.startswith(("DVC_", "GX_", "MLFLOW_")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
+    storage = Path(stack.root, local_stack.STATE_DIR, "prefect", "storage")
+    with temporary_settings({PREFECT_API_URL: stack.prefect_api_url, PREFECT_LOCAL_STORAGE_PATH: storage}):
+        yield stack

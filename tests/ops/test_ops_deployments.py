@@ -9,14 +9,6 @@ from tests.ops import prefect_api as api
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def quick_run_result(stack):
-    """One retrain run triggered exactly as the dashboard's Quick run does, run by the worker."""
-    deployment = api.deployment(stack.prefect_api_url, "retrain")
-    flow_run_id = api.quick_run(stack.prefect_api_url, deployment["id"])
-    return api.wait_terminal(stack.prefect_api_url, flow_run_id)
-
-
 def test_quick_run_completes_and_logs_to_the_mlflow_server(stack, quick_run_result):
     assert quick_run_result["state_type"] == "COMPLETED", stack.log("worker").read_text()[-3000:]
     runs = api.mlflow_runs(stack.mlflow_url, f"tags.prefect_flow_run_id = '{quick_run_result['id']}'")
