@@ -118,6 +118,7 @@ def in_stack(stack, monkeypatch):
         if key.startswith(("DVC_", "GX_", "MLFLOW_")):
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
+    monkeypatch.chdir(stack.root)  # as the deployment's pull step does
     storage = Path(stack.root, local_stack.STATE_DIR, "prefect", "storage")
     with temporary_settings({PREFECT_API_URL: stack.prefect_api_url, PREFECT_LOCAL_STORAGE_PATH: storage}):
         yield stack

@@ -26,6 +26,7 @@ def test_mlflow_ui_lists_experiment_run_metrics_and_champion(stack, quick_run_re
     run_name = run["info"]["run_name"]
 
     page.goto(f"{stack.mlflow_url}/#/experiments")
+    page.get_by_text("Model training", exact=True).click()  # the UI opens in its GenAI view
     page.get_by_role("link", name="modelmill").click()
     page.get_by_role("link", name=run_name).first.wait_for()
     _close_assistant(page)
@@ -52,9 +53,14 @@ def test_prefect_ui_quick_run_creates_a_flow_run_that_completes(stack, quick_run
     page.goto(f"{stack.prefect_url}/deployments/deployment/{deployment['id']}")
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run").click()
-    page.get_by_role("button", name="View run").click()
-    page.wait_for_url(re.compile(r".*/runs/flow-run/[0-9a-f-]{36}"))
-    flow_run_id = page.url.rstrip("/").split("/")[-1].split("?")[0]
+    page.get_by_text("scheduled to start").first.wait_for()
+    created = api.call(f"{stack.prefect_api_url}/flow_runs/filter", {
+        "deployments": {"id": {"any_": [deployment["id"]]}},
+        "flow_runs": {"id": {"not_any_": [quick_run_result["id"]]}}})
+    assert len(created) == 1, [run["name"] for run in created]  # one click, one flow run
+    flow_run_id = created[0]["id"]
+    page.get_by_text("View run", exact=True).first.click()
+    page.wait_for_url(re.compile(f".*/runs/flow-run/{flow_run_id}.*"))
 
     finished = api.wait_terminal(stack.prefect_api_url, flow_run_id)
     assert finished["state_type"] == "COMPLETED", stack.log("worker").read_text()[-3000:]
