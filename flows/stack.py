@@ -68,7 +68,8 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         """Environment of every stack process: settings kept inside the project."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+        # the caller's Prefect profile/API and tracking URI must not leak into the stack
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "MLFLOW_TRACKING_URI"}
         env.update(project_env(Path(self.root)))
         env.update(
             PREFECT_API_URL=self.prefect_api_url,
