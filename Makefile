@@ -1,25 +1,62 @@
-# modelmill — operations targets (issue 6). The lead's targets (run, test, ...) live beside these.
-PY ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
+# modelmill — every target creates .venv when missing (Python 3.11 + pip is all it needs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
 
-.PHONY: up down stack-status ui browser-deps test-ops bench-skip
+.PHONY: install run test test-fast ui system-deps bench clean-state help up down stack-status test-ops bench-skip
 
-up:            ## local stack on 127.0.0.1: Prefect server + process worker + MLflow server; deploys prefect.yaml
-	$(PY) -m flows.stack up
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-down:          ## stop exactly the processes `make up` started (by PID)
-	$(PY) -m flows.stack down
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: $(STAMP)  ## bootstrap the data (DVC) and run the retrain flow once
+	$(BIN)/modelmill data bootstrap
+	$(BIN)/modelmill run
+
+test: $(STAMP)  ## the whole test suite (unit, tasks, flows, end to end)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest tests/unit -q
+
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over mlflow/mlflow.db
+	$(BIN)/modelmill ui
+
+system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchmark (root)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  for p in chromium chromium-driver dataset-fashion-mnist; do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
+	else echo "system-deps: not root or no apt-get; skipping (browser tests will be skipped)"; fi
+
+bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/skip.py
+
+up: $(STAMP)  ## local stack on 127.0.0.1: Prefect server + process worker + MLflow server; deploys prefect.yaml
+	$(BIN)/modelmill up
+
+down:  ## stop exactly the processes `make up` started (by PID)
+	@if [ -x $(BIN)/modelmill ]; then $(BIN)/modelmill down; else $(PYTHON) -m flows.stack down; fi
 
 stack-status:  ## ports and PIDs of the running stack
-	$(PY) -m flows.stack status
+	$(BIN)/python -m flows.stack status
 
-ui:            ## MLflow UI over the embedded store (without the full stack)
-	$(PY) -m flows.cli ui
+test-ops: $(STAMP) system-deps  ## operations tests: real servers, headless Chromium, PostgreSQL
+	$(BIN)/python -m pytest tests/ops -q
 
-browser-deps:  ## Debian's headless Chromium for the browser tests (root; no browser download by Playwright)
-	apt-get install -y --no-install-recommends chromium chromium-driver
+bench-skip: $(STAMP)  ## cost of an unchanged nightly run against a full retrain
+	$(BIN)/python bench/skip.py
 
-test-ops:      ## the operations tests: real servers, real browser, PostgreSQL
-	$(PY) -m pytest tests/ops -q
-
-bench-skip:    ## cost of an unchanged nightly run vs a full run
-	$(PY) bench/skip.py
+clean-state:  ## remove local state (.modelmill/), keeping data/ and mlflow/
+	rm -rf .modelmill
