@@ -21,7 +21,8 @@ CHROMIUM_FLAGS = [
 SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproject.toml",
            ".dvc", ".dvcignore", ".gitignore", "data.dvc", "mlflow/.gitkeep")
 # tiny training for tests: the digits, 2 epochs
-TEST_PARAMS = {"train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"}}
+TEST_PARAMS = {"train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"},
+               "model": {"width": 8, "hidden": 32}}
 
 
 def copy_sources(dest: Path) -> Path:

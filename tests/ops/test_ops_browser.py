@@ -3,8 +3,6 @@ Quick run on the retrain deployment creates a flow run that completes. Screensho
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.ops import prefect_api as api
@@ -59,12 +57,11 @@ def test_prefect_ui_quick_run_creates_a_flow_run_that_completes(stack, quick_run
         "flow_runs": {"id": {"not_any_": [quick_run_result["id"]]}}})
     assert len(created) == 1, [run["name"] for run in created]  # one click, one flow run
     flow_run_id = created[0]["id"]
-    page.get_by_text("View run", exact=True).first.click()
-    page.wait_for_url(re.compile(f".*/runs/flow-run/{flow_run_id}.*"))
 
     finished = api.wait_terminal(stack.prefect_api_url, flow_run_id)
     assert finished["state_type"] == "COMPLETED", stack.log("worker").read_text()[-3000:]
     assert finished["deployment_id"] == deployment["id"]
-    page.reload()
+    page.goto(f"{stack.prefect_url}/runs/flow-run/{flow_run_id}")
+    page.get_by_text(created[0]["name"]).first.wait_for()
     page.get_by_text("Completed").first.wait_for()
     shot(page, "prefect-quick-run-completed")
