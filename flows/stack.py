@@ -100,10 +100,16 @@ def project_env(root: Path) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(preferred: int = 0) -> int:
+    """`preferred` when it is free on 127.0.0.1, else any free port."""
+    for port in dict.fromkeys((preferred, 0)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise StackError("no free port on 127.0.0.1")
 
 
 def _bin(name: str) -> str:
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     command, root = (argv + ["status"])[0], Path(argv[1] if len(argv) > 1 else ".")
     try:
         if command == "up":
-            stack = up(root)
+            stack = up(root, prefect_port=free_port(4200), mlflow_port=free_port(5000))
             print(f"Prefect UI : {stack.prefect_url}\nMLflow UI  : {stack.mlflow_url}")
             print(f"logs and PIDs in {stack.record.parent}")
         elif command == "down":
