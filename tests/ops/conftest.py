@@ -22,7 +22,8 @@ SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproj
            ".dvc", ".dvcignore", ".gitignore", "data.dvc", "mlflow/.gitkeep")
 # tiny training for tests: the digits, 2 epochs
 TEST_PARAMS = {"train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"},
-               "model": {"width": 8, "hidden": 32}}
+               "model": {"width": 8, "hidden": 32},
+               "ops": {"timezone": "Europe/Berlin"}}  # not UTC: shows the schedule takes it from config
 
 
 def copy_sources(dest: Path) -> Path:
@@ -43,7 +44,7 @@ def make_project(dest: Path) -> Path:
     copy_sources(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     for section, values in TEST_PARAMS.items():
-        params[section].update(values)
+        params.setdefault(section, {}).update(values)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     git = ["git", "-c", "user.name=modelmill-tests", "-c", "user.email=tests@modelmill.invalid"]
     for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "test project"]):

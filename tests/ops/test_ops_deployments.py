@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from tests.ops import prefect_api as api
@@ -30,7 +33,7 @@ def test_nightly_deployment_has_cron_schedule_and_concurrency_limit(stack):
     nightly = api.deployment(stack.prefect_api_url, "nightly-retrain")
     [schedule] = nightly["schedules"]
     assert schedule["schedule"]["cron"] == "0 2 * * *" and schedule["active"]
-    assert schedule["schedule"]["timezone"] == "UTC"  # ops.timezone of params.yaml
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"  # ops.timezone of the project's params.yaml
     assert nightly["global_concurrency_limit"]["limit"] == 1
     assert nightly["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": stack.root}}]
@@ -48,4 +51,6 @@ def test_scheduler_creates_runs_for_the_cron_deployment(stack):
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
         time.sleep(1)
     assert runs, "the scheduler created no scheduled runs for nightly-retrain"
-    assert all(run["expected_start_time"].endswith("T02:00:00Z") for run in runs)
+    berlin = ZoneInfo("Europe/Berlin")
+    starts = [datetime.fromisoformat(run["expected_start_time"]).astimezone(berlin) for run in runs]
+    assert all((start.hour, start.minute) == (2, 0) for start in starts), starts
