@@ -41,6 +41,7 @@ system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchma
 
 bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/import.py
 	$(BIN)/python bench/skip.py
 
 up: $(STAMP)  ## local stack on 127.0.0.1: Prefect server + process worker + MLflow server; deploys prefect.yaml

@@ -5,11 +5,12 @@ from pathlib import Path
 from prefect import flow, runtime, task
 from pydantic import BaseModel, Field
 
+from flows.alerts import alert_on_failure
 from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
-from flows.alerts import alert_on_failure
+from tasks.labels import inbox_exports
 from tasks.registry import register
 from tasks.report import publish_summary
 from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fingerprint
@@ -61,6 +62,13 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
         data_version = sync_data(project_dir, settings)
+        # --- labels (issue 3): new Label Studio exports in labels.inbox become a new data version first
+        if inbox_exports(project_dir, settings):
+            from flows.import_labels import ImportLabelsParams, import_labels
+
+            imported = import_labels(ImportLabelsParams(project_dir=project_dir, config=params.config))
+            data_version = imported["data_version_after"]
+        # --- end labels
         lineage["data_version"] = data_version
         ctx.tracker().set_tags({"data_version": data_version})
         fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])

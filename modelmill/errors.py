@@ -27,3 +27,12 @@ class ValidationFailed(ModelmillError):
 
 class GateRejected(ModelmillError):
     """The challenger did not pass the champion/challenger gate (when configured to fail)."""
+
+
+class ExportFormatError(ModelmillError):
+    """A label export cannot be imported; names the file, the task/row and the problem."""
+
+    def __init__(self, path: object, where: str | None, problem: str):
+        self.path, self.where, self.problem = str(path), where, problem
+        place = f"{self.path}, {where}" if where else self.path
+        super().__init__(f"{place}: {problem}")
