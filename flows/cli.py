@@ -56,6 +56,9 @@ def print_summary(summary: dict) -> None:
 
     ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
+    if summary.get("skipped"):
+        console.print(f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
+                      "skipped retraining, its results below[/] (--force retrains)")
     table = Table(title=f"retrain on data version {summary['data_version']}")
     table.add_column("test metric")
     table.add_column("challenger", justify="right")

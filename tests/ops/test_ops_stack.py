@@ -38,7 +38,7 @@ def test_work_pool_is_a_process_pool(stack):
 def test_both_uis_render(stack, page):
     page.goto(f"{stack.mlflow_url}/#/experiments")
     page.get_by_text("Default").first.wait_for()
-    shot(page, "mlflow-home")
-    page.goto(f"{stack.prefect_url}/deployments")
-    page.get_by_text("Deployments").first.wait_for()
-    shot(page, "prefect-deployments")
+    shot(page, "stack-mlflow-experiments")
+    page.goto(f"{stack.prefect_url}/work-pools")
+    page.get_by_text("modelmill-process").first.wait_for()
+    shot(page, "stack-prefect-work-pools")
