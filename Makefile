@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast ui system-deps bench clean-state help optuna bench-tuning
+.PHONY: install run test test-fast ui system-deps bench clean-state help optuna bench-tuning \
+        up down stack-status test-ops bench-skip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,6 +49,22 @@ system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchma
 bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/import.py
+	$(BIN)/python bench/skip.py
+
+up: $(STAMP)  ## local stack on 127.0.0.1: Prefect server + process worker + MLflow server; deploys prefect.yaml
+	$(BIN)/modelmill up
+
+down:  ## stop exactly the processes `make up` started (by PID)
+	@if [ -x $(BIN)/modelmill ]; then $(BIN)/modelmill down; else $(PYTHON) -m flows.stack down; fi
+
+stack-status:  ## ports and PIDs of the running stack
+	$(BIN)/python -m flows.stack status
+
+test-ops: $(STAMP) system-deps  ## operations tests: real servers, headless Chromium, PostgreSQL
+	$(BIN)/python -m pytest tests/ops -q
+
+bench-skip: $(STAMP)  ## cost of an unchanged nightly run against a full retrain
+	$(BIN)/python bench/skip.py
 
 clean-state:  ## remove local state (.modelmill/), keeping data/ and mlflow/
 	rm -rf .modelmill

@@ -57,6 +57,9 @@ def print_summary(summary: dict) -> None:
 
     ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
+    if summary.get("skipped"):
+        console.print(f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
+                      "skipped retraining, its results below[/] (--force retrains)")
     table = Table(title=f"retrain on data version {summary['data_version']}")
     table.add_column("test metric")
     table.add_column("challenger", justify="right")
@@ -249,6 +252,22 @@ def ui(
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--backend-store-uri", uri, "--artifacts-destination", str(artifacts)]
     raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+@app.command()
+def up(project_dir: str = ProjectOpt) -> None:
+    """Start the local stack (Prefect server, process worker, MLflow server) and deploy prefect.yaml."""
+    from flows.stack import main as stack_main
+
+    raise typer.Exit(stack_main(["up", project_dir]))
+
+
+@app.command()
+def down(project_dir: str = ProjectOpt) -> None:
+    """Stop the processes `modelmill up` started (by their PIDs)."""
+    from flows.stack import main as stack_main
+
+    raise typer.Exit(stack_main(["down", project_dir]))
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):

@@ -1,10 +1,13 @@
-"""The nightly retrain: sync data -> validate -> train -> evaluate -> gate -> register -> summary."""
+"""The nightly retrain: sync data -> import labels -> (tune) -> validate -> train -> evaluate
+-> gate -> register -> summary; skipped when data, configuration and code are unchanged."""
 
 from pathlib import Path
 
-from prefect import flow, runtime
+from prefect import flow, runtime, task
 from pydantic import BaseModel, Field
 
+from flows.alerts import alert_on_failure
+from flows.import_labels import ImportLabelsParams, import_labels
 from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
@@ -12,6 +15,7 @@ from tasks.evaluate import evaluate, gate
 from tasks.labels import inbox_exports
 from tasks.registry import register
 from tasks.report import publish_summary
+from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fingerprint
 from tasks.train import train_challenger
 from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
@@ -40,40 +44,52 @@ class RetrainParams(BaseModel):
             "gate.tolerance": self.gate_tolerance, "registry.model_name": self.model_name})
 
 
-@flow(name="retrain", log_prints=True)
+def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
+    """The data version to train on: DVC sync, then any new Label Studio exports in the inbox."""
+    data_version = sync_data(project_dir, settings)
+    if inbox_exports(project_dir, settings):
+        data_version = import_labels(ImportLabelsParams(project_dir=project_dir, config=config))[
+            "data_version_after"]
+    return data_version
+
+
+@task(name="train-evaluate-register", cache_key_fn=fingerprint_cache_key, persist_result=True)
+def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -> dict:
+    """validate -> train -> evaluate -> gate -> register -> summary; cached by the run fingerprint."""
+    validate_data(ctx)
+    checkpoint = train_challenger(ctx, data_version)
+    evaluation = evaluate(ctx, checkpoint)
+    decision = gate(ctx, evaluation)
+    registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
+    summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
+               "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
+               "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
+    summary["markdown"] = publish_summary(ctx, summary)
+    return summary
+
+
+@flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
 def retrain(params: RetrainParams = RetrainParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    lineage = {"git_commit": git_commit(project_dir), "prefect_flow_run_id": str(runtime.flow_run.id),
-               "prefect_flow_run_name": runtime.flow_run.name}
+    lineage = {"git_commit": git_commit(project_dir), "code_version": code_version(),
+               "prefect_flow_run_id": str(runtime.flow_run.id), "prefect_flow_run_name": runtime.flow_run.name}
+    data_version = prepare_data(project_dir, settings, params.config)
+    lineage["data_version"] = data_version
     tuned = None
-    if params.tune:  # issue 4: tune first, then train the final model with the best params
-        tuned = tune_study(project_dir, settings.override({"tune.trials": params.tune}),
-                           sync_data(project_dir, settings), f"{runtime.flow_run.name}-tune",
-                           {**lineage, "flow": "retrain"})
+    if params.tune:  # the study runs before the retrain run opens, so its params are the tuned ones
+        tuned = tune_study(project_dir, settings.override({"tune.trials": params.tune}), data_version,
+                           f"{runtime.flow_run.name}-tune", {**lineage, "flow": "retrain"})
         settings = settings.override(tuned["best_params"])
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
-    if tuned:
-        nest_tuning_run(ctx, tuned)
     try:
-        data_version = sync_data(project_dir, settings)
-        # --- labels (issue 3): new Label Studio exports in labels.inbox become a new data version first
-        if inbox_exports(project_dir, settings):
-            from flows.import_labels import ImportLabelsParams, import_labels
-
-            imported = import_labels(ImportLabelsParams(project_dir=project_dir, config=params.config))
-            data_version = imported["data_version_after"]
-        # --- end labels
-        lineage["data_version"] = data_version
-        ctx.tracker().set_tags({"data_version": data_version})
-        validate_data(ctx)
-        checkpoint = train_challenger(ctx, data_version)
-        evaluation = evaluate(ctx, checkpoint)
-        decision = gate(ctx, evaluation)
-        registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
-        summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
-                   "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
-                   "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
-        summary["markdown"] = publish_summary(ctx, summary)
+        if tuned:
+            nest_tuning_run(ctx, tuned)
+        fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])
+        retrain_anyway = params.force or not settings.ops.skip_unchanged
+        summary = train_to_registry.with_options(refresh_cache=retrain_anyway)(
+            ctx, data_version, lineage, fingerprint)
+        if summary["mlflow_run_id"] != ctx.run_id:  # Prefect's cache answered: nothing changed
+            summary = record_skip(ctx, summary, fingerprint)
     except BaseException:
         close_run(ctx, "FAILED")
         raise

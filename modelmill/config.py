@@ -195,6 +195,12 @@ class TuneConfig(_Section):
         return space
 
 
+class OpsConfig(_Section):
+    timezone: str = Field("UTC", description="IANA timezone of the nightly-retrain cron schedule")
+    alert_webhook_url: str | None = Field(None, description="POSTed a JSON failure summary when a flow run fails")
+    skip_unchanged: bool = Field(True, description="reuse the last run when data, config and code are unchanged")
+
+
 class Settings(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -206,6 +212,7 @@ class Settings(_Section):
     tracking: TrackingConfig = TrackingConfig()
     labels: LabelsConfig = LabelsConfig()
     tune: TuneConfig = TuneConfig()
+    ops: OpsConfig = OpsConfig()
 
     def flat(self) -> dict[str, Any]:
         """The resolved configuration as dotted keys (for MLflow params)."""

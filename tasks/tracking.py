@@ -56,7 +56,9 @@ def connect(settings: Settings, project_dir: str | Path):
         artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         location = artifacts.as_uri()
-    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location)
+    # the UI then opens the experiment on its runs table (model training), not the GenAI overview
+    kind = {"mlflow.experimentKind": "custom_model_development"}
+    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location, tags=kind)
 
 
 @dataclass
