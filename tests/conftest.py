@@ -26,7 +26,7 @@ configure(_STATE)
 
 # Tiny but real: 2 epochs of a narrow CNN on the real digits data.
 TEST_OVERRIDES = {
-    "train": {"epochs": 2, "patience": 2, "batch_size": 64, "num_threads": 2},
+    "train": {"epochs": 2, "patience": 2, "batch_size": 64, "learning_rate": 0.005, "num_threads": 2},
     "model": {"width": 8, "hidden": 32},
     "tracking": {"experiment": "modelmill-tests"},
 }

@@ -51,7 +51,7 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     assert run.data.tags["prefect_flow_run_id"] and run.info.run_name == run.data.tags["prefect_flow_run_name"]
     # metrics: per epoch history and test metrics
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
-    assert run.data.metrics["test_accuracy"] > 0.5
+    assert run.data.metrics["test_accuracy"] > 0.7
     assert {"test_macro_f1", "test_macro_precision", "test_f1_class_7"} <= set(run.data.metrics)
     assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # MLflow system metrics
     # artifacts: validation report + Data Docs, confusion matrix, summary
