@@ -29,7 +29,7 @@ def code_version() -> str:
 
     digest = hashlib.sha256()
     for package in CODE_PACKAGES:
-        root = Path(importlib.import_module(package).__file__).parent
+        root = Path(next(iter(importlib.import_module(package).__path__)))
         for path in sorted(root.rglob("*.py")):
             digest.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
             digest.update(path.read_bytes())

@@ -164,6 +164,10 @@ class Tracker:
 
         monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
                                        tracking_uri=self.client.tracking_uri)
+        # one sample at the start: the monitor's loop drops the sample it is waiting on when a
+        # short training ends first, and would then log nothing
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
         monitor.start()
         try:
             yield
