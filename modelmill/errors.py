@@ -27,3 +27,7 @@ class ValidationFailed(ModelmillError):
 
 class GateRejected(ModelmillError):
     """The challenger did not pass the champion/challenger gate (when configured to fail)."""
+
+
+class CompressionError(ModelmillError):
+    """A model cannot be compressed, stored or loaded as configured (names the file or key)."""
