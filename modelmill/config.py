@@ -18,8 +18,9 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     source: str = "digits"
     dir: str = "data"
-    dvc_remote: str | None = "local"
+    dvc_remote: str | None = Field(None, description="DVC remote to push to (None: the repo's default)")
     push: bool = True
+    git_commit: bool = Field(False, description="git-commit data.dvc when a new data version is made")
 
 
 class ValidationConfig(_Section):

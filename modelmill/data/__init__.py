@@ -92,9 +92,13 @@ def write_dataset(data_dir: str | Path, dataset: Dataset) -> None:
     atomic_write_bytes(data_dir / SCHEMA_FILE, dataset.schema.to_json().encode())
 
 
+def missing_files(data_dir: str | Path) -> list[str]:
+    return [f for f in (SCHEMA_FILE, ITEMS_FILE, LABELS_FILE) if not Path(data_dir, f).exists()]
+
+
 def load_dataset(data_dir: str | Path) -> Dataset:
     data_dir = Path(data_dir)
-    missing = [f for f in (SCHEMA_FILE, ITEMS_FILE, LABELS_FILE) if not (data_dir / f).exists()]
+    missing = missing_files(data_dir)
     if missing:
         raise DatasetError(
             f"{data_dir}: missing {', '.join(missing)}; run `modelmill data bootstrap` or `dvc pull`"

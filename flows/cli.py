@@ -1,0 +1,154 @@
+"""The modelmill command line: thin typer commands over the flows (imports stay lazy)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from flows.env import configure
+
+app = typer.Typer(help="modelmill: nightly retraining of PyTorch models with Prefect, MLflow and DVC.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="The versioned dataset (DVC).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+ProjectOpt = typer.Option(".", "--project-dir", "-C", help="project folder (params.yaml, data/, mlflow/)")
+ConfigOpt = typer.Option("params.yaml", "--config", "-c", help="configuration file, relative to the project")
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    epochs: Optional[int] = typer.Option(None, min=1, help="override train.epochs"),
+    learning_rate: Optional[float] = typer.Option(None, help="override train.learning_rate"),
+    seed: Optional[int] = typer.Option(None, help="override train.seed"),
+    gate_tolerance: Optional[float] = typer.Option(None, help="override gate.tolerance"),
+    force: bool = typer.Option(False, "--force", help="retrain even when nothing changed"),
+) -> None:
+    """Run the retrain flow once: sync data, validate, train, evaluate, gate, register."""
+    from modelmill.errors import ModelmillError
+
+    from flows.retrain import RetrainParams, retrain
+
+    try:
+        params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
+                               learning_rate=learning_rate, seed=seed,
+                               gate_tolerance=gate_tolerance, force=force)
+        params.settings()  # a config error fails here, before Prefect starts
+        summary = retrain(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    print_summary(summary)
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ev, reg = summary["evaluation"], summary["registry"]
+    console = Console()
+    table = Table(title=f"retrain on data version {summary['data_version']}")
+    table.add_column("test metric")
+    table.add_column("challenger", justify="right")
+    table.add_column(f"champion v{ev['champion_version']}" if ev["champion"] else "champion", justify="right")
+    for key in ("accuracy", "macro_f1", "macro_precision", "macro_recall"):
+        champ = f"{ev['champion'][key]:.4f}" if ev["champion"] else "-"
+        table.add_row(key, f"{ev['challenger'][key]:.4f}", champ)
+    console.print(table)
+    verdict = "[green]promoted to champion[/]" if reg["promoted"] else \
+        f"[yellow]not promoted[/] (champion stays v{reg['champion_version']})"
+    console.print(f"model [bold]{reg['name']}[/] version {reg['version']}: {verdict}")
+    console.print(f"gate: {summary['gate_reason']}")
+    console.print(f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
+                  f"(or `modelmill ui`) at http://127.0.0.1:5000")
+
+
+@data_app.command("bootstrap")
+def data_bootstrap(
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    source: Optional[str] = typer.Option(None, help="dataset source (default: data.source of the config)"),
+    force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
+) -> None:
+    """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
+    from modelmill.config import load_settings
+    from modelmill.data import bootstrap, missing_files
+    from modelmill.errors import ModelmillError
+
+    from tasks.data import version_data
+
+    try:
+        settings = _settings(project_dir, config, {"data.source": source})
+        data_dir = Path(project_dir, settings.data.dir)
+        if missing_files(data_dir) or force:
+            typer.echo(f"writing {settings.data.source} into {data_dir} ...")
+            bootstrap(data_dir, settings.data.source)
+        else:
+            typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
+        version = version_data(project_dir, settings, "data bootstrap")
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(f"data version {version} ({settings.data.dir}.dvc)")
+
+
+@data_app.command("status")
+def data_status(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
+    """Print the data version recorded in data.dvc and whether data/ matches it."""
+    from modelmill.errors import ModelmillError
+
+    from tasks.data import data_version, dvc_status
+
+    try:
+        settings = _settings(project_dir, config)
+        version, status = data_version(project_dir, settings), dvc_status(project_dir, settings)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(f"data version {version}: " + ("up to date" if not status else f"changed {status}"))
+
+
+@app.command()
+def ui(
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    port: int = typer.Option(5000, help="port on 127.0.0.1"),
+) -> None:
+    """Open the MLflow UI over the project's tracking store (127.0.0.1 only)."""
+    from tasks.tracking import tracking_uri
+
+    settings = _settings(project_dir, config)
+    uri = tracking_uri(settings, project_dir)
+    artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", uri, "--artifacts-destination", str(artifacts)]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+def _settings(project_dir: str, config: str, overrides: dict | None = None):
+    from modelmill.config import load_settings
+    from modelmill.errors import ModelmillError
+
+    path = Path(project_dir, config)
+    try:
+        return load_settings(path if path.exists() or config != "params.yaml" else None, overrides)
+    except ModelmillError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    configure(os.environ.get("MODELMILL_PROJECT_DIR", "."))
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Data tasks: DVC sync, data version, new versions (add + push) of the data folder."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from modelmill.config import Settings
+from modelmill.data import SOURCES, bootstrap, missing_files
+from modelmill.errors import DatasetError
+
+
+def pointer_file(project_dir: str | Path, settings: Settings) -> Path:
+    return Path(project_dir, f"{settings.data.dir}.dvc")
+
+
+def data_version(project_dir: str | Path, settings: Settings) -> str:
+    """The md5 that the .dvc pointer records for the data folder (`<md5>.dir`)."""
+    pointer = pointer_file(project_dir, settings)
+    if not pointer.exists():
+        raise DatasetError(f"{pointer}: no DVC pointer; run `modelmill data bootstrap`")
+    outs = (yaml.safe_load(pointer.read_text()) or {}).get("outs") or [{}]
+    md5 = outs[0].get("md5")
+    if not md5:
+        raise DatasetError(f"{pointer}: no md5 recorded for the data folder")
+    return md5
+
+
+def _repo(project_dir: str | Path):
+    from dvc.repo import Repo
+
+    repo = Repo(str(project_dir))
+    repo.scm_context.quiet = True  # no "git add data.dvc" hints in the logs
+    return repo
+
+
+def dvc_status(project_dir: str | Path, settings: Settings) -> dict:
+    with _repo(project_dir) as repo:
+        return repo.status(targets=[str(pointer_file(project_dir, settings))])
+
+
+def version_data(project_dir: str | Path, settings: Settings, message: str) -> str:
+    """`dvc add` the data folder (a no-op when unchanged); optionally git-commit the pointer."""
+    with _repo(project_dir) as repo:
+        repo.add(settings.data.dir)
+    version = data_version(project_dir, settings)
+    if settings.data.git_commit:
+        pointer = pointer_file(project_dir, settings).name
+        subprocess.run(["git", "add", pointer, ".gitignore"], cwd=project_dir, check=True)
+        if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=project_dir).returncode:
+            subprocess.run(["git", "commit", "-q", "-m", f"{message} (data {version})"],
+                           cwd=project_dir, check=True)
+    return version
+
+
+@task(name="push-data", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def push_data(project_dir: str, settings: Settings) -> int:
+    """Push the data version to the DVC remote (I/O: retried). Returns the number of files sent."""
+    if not settings.data.push:
+        return 0
+    with _repo(project_dir) as repo:
+        if not repo.config.get("core", {}).get("remote") and not settings.data.dvc_remote:
+            get_run_logger().warning("no DVC remote configured: data version not pushed")
+            return 0
+        return repo.push(targets=[str(pointer_file(project_dir, settings))],
+                         remote=settings.data.dvc_remote)
+
+
+@task(name="sync-data", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def sync_data(project_dir: str, settings: Settings) -> str:
+    """Make the data folder match a DVC version and return that version.
+
+    Missing data is pulled from the remote (or bootstrapped for a built-in source); data
+    changed by hand is recorded as a new version with `dvc add`.
+    """
+    logger = get_run_logger()
+    data_dir = Path(project_dir, settings.data.dir)
+    pointer = pointer_file(project_dir, settings)
+    if pointer.exists() and not _complete(data_dir):
+        logger.info("data folder incomplete: dvc pull")
+        try:
+            with _repo(project_dir) as repo:
+                repo.pull(targets=[str(pointer)], remote=settings.data.dvc_remote)
+        except Exception as exc:  # the remote may hold nothing yet on a fresh clone
+            logger.warning("dvc pull failed (%s); bootstrapping the built-in source", exc)
+    if not _complete(data_dir):
+        if settings.data.source not in SOURCES:
+            raise DatasetError(f"{data_dir}: no data and no way to bootstrap '{settings.data.source}'")
+        logger.info("bootstrapping %s into %s", settings.data.source, data_dir)
+        bootstrap(data_dir, settings.data.source)
+    before = data_version(project_dir, settings) if pointer.exists() else None
+    if not pointer.exists() or dvc_status(project_dir, settings):
+        version = version_data(project_dir, settings, "retrain: data folder changed")
+        if before and version != before:
+            logger.warning("data/ differed from %s: recorded as new data version %s", before, version)
+    version = data_version(project_dir, settings)
+    push_data(project_dir, settings)
+    logger.info("data version %s", version)
+    return version
+
+
+def _complete(data_dir: Path) -> bool:
+    return not missing_files(data_dir)

@@ -1,0 +1,156 @@
+"""The one MLflow adapter: tracking URI, experiment, runs owned by the flow, logging by run id.
+
+MLflow's active run is per thread and Prefect runs tasks in a thread pool, so the flow
+creates the run and every task logs through `Tracker` (an MlflowClient bound to a run id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelmill.config import Settings
+
+MODEL_PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==2.4.6", "pandas==3.1.1", "scikit-learn==1.9.1",
+                          "pydantic==2.14.3", "pyyaml==6.0.3", "pyarrow==25.0.1"]
+
+
+def tracking_uri(settings: Settings, project_dir: str | Path) -> str:
+    """MLFLOW_TRACKING_URI when set (a tracking server); else the configured store, made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking.uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(project_dir, uri[len(prefix):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = prefix + str(path)
+    return uri
+
+
+def connect(settings: Settings, project_dir: str | Path):
+    """Point MLflow at the store and return (client, experiment_id), creating the experiment."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(settings, project_dir)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(settings.tracking.experiment)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:"):
+        artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        location = artifacts.as_uri()
+    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location)
+
+
+@dataclass
+class Tracker:
+    """Logging into one MLflow run, from any thread."""
+
+    client: Any
+    run_id: str
+
+    @classmethod
+    def start(cls, settings: Settings, project_dir: str | Path, run_name: str,
+              tags: dict[str, str], parent_run_id: str | None = None) -> "Tracker":
+        client, experiment_id = connect(settings, project_dir)
+        if parent_run_id:
+            tags = {**tags, "mlflow.parentRunId": parent_run_id}
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def attach(cls, settings: Settings, project_dir: str | Path, run_id: str) -> "Tracker":
+        client, _ = connect(settings, project_dir)
+        return cls(client, run_id)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[start:start + 500])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, payload: Any, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(payload, indent=2, default=str), artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dataset(self, frame, name: str, source: str, digest: str, context: str) -> None:
+        """Record the dataset as an MLflow run input (name, DVC md5 as digest, schema, profile)."""
+        import warnings
+
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # MLflow's hints on integer columns and local sources
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=source,
+                                              name=name, digest=digest[:36])
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+    def log_pytorch_model(self, model, input_example, name: str = "model") -> str:
+        """Log a torch module (pickle format: loads back as its own class) with a signature.
+
+        Pickle, not torch.export: quantized and pruned variants do not all export, and a
+        registry model should load back as the class that was trained (modelmill installed).
+        """
+        import logging
+
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = model(torch.from_numpy(input_example)).numpy()
+        signature = infer_signature(input_example, output)
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle caveat, per call
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pytorch.log_model(
+                model, name=name, signature=signature, input_example=input_example,
+                serialization_format="pickle", pip_requirements=MODEL_PIP_REQUIREMENTS)
+        # start_run(run_id=...) marks the run FINISHED on exit; the flow still owns it.
+        self.client.update_run(self.run_id, status="RUNNING")
+        return info.model_uri
+
+    def url(self) -> str:
+        run = self.client.get_run(self.run_id)
+        return f"#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+
+
+def temp_dir(prefix: str = "modelmill-") -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix=prefix)
