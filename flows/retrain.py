@@ -5,6 +5,7 @@ from pathlib import Path
 from prefect import flow, runtime
 from pydantic import BaseModel, Field
 
+from flows.compress import compress_registered
 from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
@@ -51,7 +52,11 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
         evaluation = evaluate(ctx, checkpoint)
         decision = gate(ctx, evaluation)
         registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
+        # compress (issue 5): variants of a newly promoted champion -> `<name>-compressed`
+        compression = (compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
+                       if settings.compress.enabled and registered["promoted"] else None)
         summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
+                   "compression": compression,
                    "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
                    "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
         summary["markdown"] = publish_summary(ctx, summary)

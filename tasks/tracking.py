@@ -147,6 +147,26 @@ class Tracker:
         self.client.update_run(self.run_id, status="RUNNING")
         return info.model_uri
 
+    def log_table(self, frame, artifact_file: str) -> None:
+        """A table artifact (shown as a table in the MLflow UI's artifact and evaluation views)."""
+        self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
+
+    def log_pyfunc_model(self, python_model, artifacts: dict[str, str], input_example, output_example,
+                         name: str = "model") -> str:
+        """Log a custom mlflow.pyfunc PythonModel (for models that mlflow.pytorch cannot hold,
+        e.g. FX-quantized ones) with a signature from an input and output example."""
+        import mlflow
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
+
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=python_model, artifacts=artifacts,
+                signature=infer_signature(input_example, output_example),
+                input_example=input_example, pip_requirements=MODEL_PIP_REQUIREMENTS)
+        self.client.update_run(self.run_id, status="RUNNING")  # the flow still owns the run
+        return info.model_uri
+
     def url(self) -> str:
         run = self.client.get_run(self.run_id)
         return f"#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
