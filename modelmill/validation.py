@@ -58,8 +58,8 @@ class ValidationReport:
 
 def validation_frame(dataset: Dataset) -> pd.DataFrame:
     """Labels left-joined to items (a label for an unknown item shows as missing pixels)."""
-    pixels = dataset.schema.feature_columns
     frame = dataset.labels[[ID, LABEL]].merge(dataset.items, on=ID, how="left")
+    pixels = [c for c in dataset.schema.feature_columns if c in frame]  # absent ones: column check
     values = frame[pixels].apply(pd.to_numeric, errors="coerce")
     frame["_pixel_nulls"] = values.isna().sum(axis=1)
     frame["_pixel_min"] = values.min(axis=1)

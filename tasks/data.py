@@ -46,7 +46,7 @@ def dvc_status(project_dir: str | Path, settings: Settings) -> dict:
 def version_data(project_dir: str | Path, settings: Settings, message: str) -> str:
     """`dvc add` the data folder (a no-op when unchanged); optionally git-commit the pointer."""
     with _repo(project_dir) as repo:
-        repo.add(settings.data.dir)
+        repo.add(str(Path(project_dir, settings.data.dir).resolve()))
     version = data_version(project_dir, settings)
     if settings.data.git_commit:
         pointer = pointer_file(project_dir, settings).name

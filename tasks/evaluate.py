@@ -36,7 +36,7 @@ def evaluate(ctx: RunContext, checkpoint: str) -> dict:
         _log_report(ctx, tracker, champ_report, f"champion-v{champion.version}")
         logger.info("champion v%s: accuracy %.4f  macro F1 %.4f on the same split",
                     champion.version, champ_report.accuracy, champ_report.macro_f1)
-        out.update(champion=_summary(champ_report), champion_version=champion.version)
+        out.update(champion=_summary(champ_report), champion_version=str(champion.version))
     out["input_example"] = x_test[:4].numpy()
     return out
 

@@ -40,16 +40,16 @@ def register(ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: 
     model_uri = tracker.log_pytorch_model(model, input_example)
     tags = {**lineage, "gate": "promoted" if decision.promote else "rejected",
             f"test_{decision.metric}": f"{decision.challenger:.6f}", "mlflow_run_id": ctx.run_id}
-    version = mlflow.register_model(model_uri, name, tags=tags)
+    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client = tracker.client
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
     previous = alias_version(client, name, CHAMPION)
     if decision.promote:
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-    champion = version.version if decision.promote else (previous.version if previous else None)
-    tracker.set_tags({"registered_model": name, "model_version": version.version,
+        client.set_registered_model_alias(name, CHAMPION, version)
+    champion = version if decision.promote else (str(previous.version) if previous else None)
+    tracker.set_tags({"registered_model": name, "model_version": version,
                       "promoted": str(decision.promote).lower()})
-    logger.info("registered %s version %s (%s); champion is version %s", name, version.version,
+    logger.info("registered %s version %s (%s); champion is version %s", name, version,
                 "promoted" if decision.promote else "challenger only", champion)
-    return {"name": name, "version": version.version, "promoted": decision.promote,
+    return {"name": name, "version": version, "promoted": decision.promote,
             "champion_version": champion, "model_uri": model_uri}

@@ -1,0 +1,84 @@
+"""Shared fixtures: state kept in a temp folder, a temp project (git + DVC + data), Prefect harness.
+
+Environment is set at import, before prefect/mlflow/dvc are imported by any test module.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+_STATE = Path(tempfile.mkdtemp(prefix="modelmill-tests-"))
+os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
+os.environ["DVC_SITE_CACHE_DIR"] = str(_STATE / "dvc-site-cache")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("PREFECT_API_URL", None)
+(_STATE / "prefect").mkdir(parents=True, exist_ok=True)
+
+from flows.env import configure  # noqa: E402
+
+configure(_STATE)
+
+# Tiny but real: 2 epochs of a narrow CNN on the real digits data.
+TEST_OVERRIDES = {
+    "train": {"epochs": 2, "patience": 2, "batch_size": 64, "num_threads": 2},
+    "model": {"width": 8, "hidden": 32},
+    "tracking": {"experiment": "modelmill-tests"},
+}
+
+
+def run(cmd: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, **kwargs)
+
+
+def make_project(root: Path) -> Path:
+    """A project folder like a fresh clone: git repo, DVC repo with a local remote, params.yaml."""
+    root.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TEST_OVERRIDES.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text(".modelmill/\nmlflow/\n")
+    run(["git", "init", "-q", "-b", "main"], root)
+    run(["git", "config", "user.email", "tests@modelmill.local"], root)
+    run(["git", "config", "user.name", "modelmill tests"], root)
+    from dvc.repo import Repo
+
+    Repo.init(str(root))
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    return root
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory) -> Path:
+    """A bootstrapped project (data added to DVC, committed), copied by `project`."""
+    from modelmill.config import load_settings
+    from modelmill.data import bootstrap
+    from tasks.data import version_data
+
+    root = make_project(tmp_path_factory.mktemp("template") / "project")
+    bootstrap(root / "data", "digits")
+    version_data(root, load_settings(root / "params.yaml"), "bootstrap")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "bootstrap"], root)
+    return root
+
+
+@pytest.fixture
+def project(project_template, tmp_path) -> Path:
+    target = tmp_path / "project"
+    shutil.copytree(project_template, target, symlinks=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

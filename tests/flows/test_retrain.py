@@ -1,0 +1,135 @@
+"""The retrain flow end to end on the real digits data, real Prefect, MLflow (sqlite) and DVC."""
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from flows.retrain import RetrainParams, retrain
+from modelmill.errors import ValidationFailed
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+MODEL = "digits-classifier"
+
+
+@pytest.fixture(scope="module")
+def shared_project(project_template, tmp_path_factory) -> Path:
+    """One project for the whole module: runs build on each other (champion, then challengers)."""
+    target = tmp_path_factory.mktemp("retrain") / "project"
+    shutil.copytree(project_template, target, symlinks=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def first_run(shared_project):
+    return retrain(RetrainParams(project_dir=str(shared_project)))
+
+
+def client_for(project: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def data_dvc_md5(project: Path) -> str:
+    return yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
+
+
+def test_first_run_registers_and_promotes(first_run, shared_project):
+    client = client_for(shared_project)
+    run = client.get_run(first_run["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    # resolved configuration as params, lineage as tags
+    assert run.data.params["train.epochs"] == "2" and run.data.params["model.width"] == "8"
+    assert run.data.tags["data_version"] == data_dvc_md5(shared_project) == first_run["data_version"]
+    assert len(run.data.tags["git_commit"]) >= 40
+    assert run.data.tags["prefect_flow_run_id"] and run.info.run_name == run.data.tags["prefect_flow_run_name"]
+    # metrics: per epoch history and test metrics
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+    assert run.data.metrics["test_accuracy"] > 0.5
+    assert {"test_macro_f1", "test_macro_precision", "test_f1_class_7"} <= set(run.data.metrics)
+    # artifacts: validation report + Data Docs, confusion matrix, summary
+    files = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
+    assert {"validation/result.json", "validation/summary.txt", "validation/data_docs"} <= files
+    assert "evaluation/confusion_challenger.png" in {
+        a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    # the dataset as an MLflow input, digest = the DVC md5
+    inputs = run.inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest == first_run["data_version"][:36]
+    # registry: version 1, champion + challenger, lineage tags
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert str(version.version) == "1" == first_run["registry"]["version"]
+    assert version.run_id == run.info.run_id
+    assert version.tags["data_version"] == first_run["data_version"]
+    assert version.tags["prefect_flow_run_id"] == run.data.tags["prefect_flow_run_id"]
+    assert "git_commit" in version.tags
+    assert first_run["registry"]["promoted"] is True
+    assert "promoted" in first_run["markdown"] and first_run["data_version"] in first_run["markdown"]
+
+
+def test_summary_is_a_prefect_markdown_artifact(first_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-summary"])))
+    assert any(first_run["mlflow_run_id"] in (a.data or "") for a in artifacts)
+
+
+def test_registered_model_loads_back_and_predicts(first_run, shared_project):
+    import mlflow.pytorch
+    import torch
+
+    mlflow.set_tracking_uri(f"sqlite:///{shared_project / 'mlflow' / 'mlflow.db'}")
+    model = mlflow.pytorch.load_model(f"models:/{MODEL}@champion")
+    assert type(model).__name__ == "ConvNet"
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_worse_challenger_does_not_take_champion(first_run, shared_project):
+    worse = retrain(RetrainParams(project_dir=str(shared_project), epochs=1, learning_rate=1e-6))
+    client = client_for(shared_project)
+    assert worse["registry"] == {**worse["registry"], "version": "2", "promoted": False,
+                                 "champion_version": "1"}
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert "champion kept" in worse["gate_reason"]
+    assert worse["evaluation"]["champion"]["macro_f1"] == pytest.approx(
+        first_run["evaluation"]["challenger"]["macro_f1"])
+    assert "not promoted" in worse["markdown"]
+
+
+def corrupt(data_dir: Path) -> None:
+    items = pd.read_parquet(data_dir / "items.parquet")
+    labels = pd.read_parquet(data_dir / "labels.parquet")
+    items["px3"] = items["px3"].astype(float)
+    items.loc[4, "px3"] = np.nan                       # NaN pixel
+    items.loc[8, "px9"] = 40                           # out of range
+    items.loc[15, "item_id"] = items.loc[16, "item_id"]  # duplicate id
+    labels.loc[23, "label"] = "eleven"                 # unknown label
+    items.to_parquet(data_dir / "items.parquet", index=False)
+    labels.to_parquet(data_dir / "labels.parquet", index=False)
+
+
+def test_corrupted_data_fails_validation_and_registers_nothing(first_run, shared_project):
+    client = client_for(shared_project)
+    before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
+    champion = client.get_model_version_by_alias(MODEL, "champion").version
+    corrupt(shared_project / "data")
+    with pytest.raises(ValidationFailed) as err:
+        retrain(RetrainParams(project_dir=str(shared_project)))
+    message = str(err.value)
+    for needle in ("digits-0004", "digits-0008", "digits-0016", "digits-0023", "eleven"):
+        assert needle in message
+    assert {v.version for v in client.search_model_versions(f"name='{MODEL}'")} == before
+    assert client.get_model_version_by_alias(MODEL, "champion").version == champion
+    failed = client.search_runs([client.get_experiment_by_name("modelmill-tests").experiment_id],
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert failed.info.status == "FAILED" and failed.data.tags["validation"] == "failed"
+    assert "validation/result.json" in {a.path for a in client.list_artifacts(failed.info.run_id, "validation")}

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from modelmill.config import ModelConfig, TrainConfig
+from modelmill.device import select_device
+from modelmill.models import build_model
+from modelmill.training import predict_proba, train
+
+
+def toy(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()
+    return x, y
+
+
+CFG = TrainConfig(epochs=4, batch_size=32, learning_rate=0.01, patience=4, num_threads=1)
+MODEL = ModelConfig(width=4, depth=1, hidden=8, dropout=0.0)
+
+
+def test_training_learns_and_reports_each_epoch():
+    seen = []
+    result = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG, on_epoch=seen.append)
+    assert [m.epoch for m in seen] == [1, 2, 3, 4]
+    assert seen[-1].train_loss < seen[0].train_loss
+    assert result.best.val_loss == min(m.val_loss for m in seen)
+    probs = predict_proba(result.model, toy(seed=2)[0])
+    assert probs.shape == (256, 2) and torch.allclose(probs.sum(1), torch.ones(256))
+
+
+def test_same_seed_same_weights():
+    a = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG.model_copy(update={"epochs": 2}))
+    b = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG.model_copy(update={"epochs": 2}))
+    for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    cfg = CFG.model_copy(update={"epochs": 30, "patience": 1, "learning_rate": 0.5, "optimizer": "sgd"})
+    result = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), cfg)
+    assert result.stopped_early and len(result.history) == result.best_epoch + 1
+
+
+def test_on_epoch_can_stop_training():
+    class Stop(Exception):
+        pass
+
+    def stop(_):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG, on_epoch=stop)
+
+
+def test_device_selection():
+    assert select_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert select_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            select_device("cuda")
