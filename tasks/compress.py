@@ -119,11 +119,11 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     if chosen is None:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
-    tracker, python_model = ctx.tracker(), CompressedClassifier()
-    example = chosen.pop("input_example")
-    python_model.load_context(_Artifacts({ARTIFACT: chosen["path"]}))
-    model_uri = tracker.log_pyfunc_model(python_model, {ARTIFACT: chosen["path"]}, example,
-                                         python_model.predict(None, example), name="compressed_model")
+    tracker, probe, example = ctx.tracker(), CompressedClassifier(), chosen["input_example"]
+    probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
+    # a fresh instance is pickled: the loaded FX module is not picklable, the file is the artifact
+    model_uri = tracker.log_pyfunc_model(CompressedClassifier(), {ARTIFACT: chosen["path"]}, example,
+                                         probe.predict(None, example), name="compressed_model")
     name = source["name"] + ctx.settings.compress.registered_suffix
     version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))
     if source["is_champion"]:
