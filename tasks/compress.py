@@ -37,13 +37,22 @@ def resolve_source(client, ref: str) -> ModelSource:
         name, alias = ref.split("@", 1)
     elif "/" in ref:
         name, version = ref.rsplit("/", 1)
-    if version is None:
-        found = alias_version(client, name, alias)
-        if found is None:
-            raise CompressionError(f"--model {ref}: registered model '{name}' has no alias '{alias}'")
-        version = found.version
+    found = alias_version(client, name, alias) if version is None else _version(client, name, version)
+    if found is None:
+        what = f"alias '{alias}'" if version is None else f"version {version}"
+        raise CompressionError(f"--model {ref}: registered model '{name}' has no {what}")
+    version = found.version
     champion = alias_version(client, name, CHAMPION)
     return ModelSource(name, str(version), champion is not None and str(champion.version) == str(version))
+
+
+def _version(client, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException:
+        return None
 
 
 @task(name="compress", cache_policy=NO_CACHE)

