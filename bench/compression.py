@@ -39,7 +39,8 @@ SWEEP = {"width_hidden": [(8, 32), (12, 64), (16, 64)], "temperature": [2.0, 4.0
 def main() -> None:
     args = parse_args()
     config = Path(args.config)
-    settings = load_settings(config if config.exists() else None, {"compress.threads": args.threads})
+    settings = load_settings(config if config.exists() else None,
+                             {"compress.threads": args.threads, "compress.latency_repeats": args.repeats})
     module = source_module(settings.data.source)
     dataset = Dataset(module.SCHEMA, *module.load())
     splits = {k: to_tensors(v, dataset.schema) for k, v in split_frame(dataset.labeled(), settings.split).items()}
@@ -67,6 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--champion", help="torch-pickled ConvNet (default: train one with the config)")
     parser.add_argument("--config", default="params.yaml")
     parser.add_argument("--threads", type=int, default=1, help="torch threads while timing")
+    parser.add_argument("--repeats", type=int, help="timed runs per variant and batch size (median)")
     parser.add_argument("--sweep", action="store_true", help="try distillation students/T/alpha")
     return parser.parse_args()
 

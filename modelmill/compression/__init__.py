@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from modelmill.compression import methods
-from modelmill.compression.measure import VariantRow, compare_to_baseline, measure
+from modelmill.compression.measure import VariantRow, compare_to_baseline, interleaved_latency_ms, measure
 from modelmill.compression.methods import Variant
 from modelmill.compression.onnx_export import OnnxParity, check_parity, export_onnx
 from modelmill.compression.report import markdown, plot_size_vs_accuracy, table
@@ -67,10 +67,12 @@ def build_variants(teacher: nn.Module, arch: Architecture, splits: dict[str, XY]
 
 def compress(teacher: nn.Module, image_shape: tuple[int, int], splits: dict[str, XY],
              classes: list[str], cfg: CompressConfig, train_cfg: TrainConfig) -> CompressionReport:
-    """Build, measure (same run, same test split, fixed threads) and select; export the choice."""
+    """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
+    select; export the choice to ONNX."""
     arch = architecture_of(teacher, image_shape)
     variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg)
-    rows = [measure(v, splits["test"], classes, cfg) for v in variants]
+    latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
+    rows = [measure(v, splits["test"], classes, cfg, latency) for v, latency in zip(variants, latencies)]
     compare_to_baseline(rows, rows[0])
     selection = select_variant(rows, "float", cfg.budget_points, cfg.select_by, cfg.serving_batch_size)
     report = CompressionReport(rows, selection, {v.name: v for v in variants}, skipped)

@@ -46,12 +46,12 @@ class VariantRow:
 
 
 def measure(variant: Variant, test_xy: tuple[torch.Tensor, torch.Tensor], classes: list[str],
-            cfg: CompressConfig) -> VariantRow:
+            cfg: CompressConfig, latency: dict[int, float] | None = None) -> VariantRow:
+    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms)."""
     x, y = test_xy
     with fixed_threads(cfg.threads), torch.inference_mode():
         predicted = torch.cat([variant.module(x[s:s + 512]) for s in range(0, len(x), 512)]).argmax(1)
-        latency = {b: median_latency_ms(variant.module, batch_of(x, b), cfg.latency_repeats)
-                   for b in cfg.latency_batch_sizes}
+    latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
     report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
     total, nonzero = weight_counts(variant.module)
     return VariantRow(variant.name, variant.method, report.accuracy, report.macro_f1,
@@ -84,15 +84,24 @@ def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.repeat(repeats, *([1] * (x.dim() - 1)))[:size].contiguous()
 
 
-def median_latency_ms(module: nn.Module, batch: torch.Tensor, repeats: int) -> float:
-    for _ in range(WARMUP_RUNS):
-        module(batch)
-    timings = []
-    for _ in range(repeats):
-        tick = time.perf_counter()
-        module(batch)
-        timings.append((time.perf_counter() - tick) * 1000)
-    return statistics.median(timings)
+def interleaved_latency_ms(modules: list[nn.Module], x: torch.Tensor,
+                           cfg: CompressConfig) -> list[dict[int, float]]:
+    """Median ms per batch of each module at each batch size, timed in alternating rounds
+    (every module once per round) so that a change in machine load hits all of them alike."""
+    batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
+    timings = [{size: [] for size in batches} for _ in modules]
+    with fixed_threads(cfg.threads), torch.inference_mode():
+        for module in modules:
+            for batch in batches.values():
+                for _ in range(WARMUP_RUNS):
+                    module(batch)
+        for _ in range(cfg.latency_repeats):
+            for module, timing in zip(modules, timings):
+                for size, batch in batches.items():
+                    tick = time.perf_counter()
+                    module(batch)
+                    timing[size].append((time.perf_counter() - tick) * 1000)
+    return [{size: statistics.median(t) for size, t in timing.items()} for timing in timings]
 
 
 def weight_counts(module: nn.Module) -> tuple[int, int]:
