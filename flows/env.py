@@ -14,7 +14,6 @@ def configure(project_dir: str | Path = ".") -> Path:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "false",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(state / "dvc-site-cache"),
         "GX_ANALYTICS_ENABLED": "false",

@@ -6,6 +6,7 @@ creates the run and every task logs through `Tracker` (an MlflowClient bound to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -166,6 +167,19 @@ class Tracker:
                 input_example=input_example, pip_requirements=MODEL_PIP_REQUIREMENTS)
         self.client.update_run(self.run_id, status="RUNNING")  # the flow still owns the run
         return info.model_uri
+
+    @contextlib.contextmanager
+    def system_metrics(self, interval: float = 2.0):
+        """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
+                                       tracking_uri=self.client.tracking_uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()
 
     def url(self) -> str:
         run = self.client.get_run(self.run_id)

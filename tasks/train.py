@@ -42,7 +42,8 @@ def train_challenger(ctx: RunContext, data_version: str) -> str:
         logger.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  (%.1fs)",
                     m.epoch, cfg.train.epochs, m.train_loss, m.val_loss, m.val_accuracy, m.seconds)
 
-    result = train(model, xy["train"], xy["val"], cfg.train, on_epoch=on_epoch)
+    with tracker.system_metrics():
+        result = train(model, xy["train"], xy["val"], cfg.train, on_epoch=on_epoch)
     tracker.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
                          "train_seconds": result.seconds,
                          "train_samples_per_second": result.samples_per_second})

@@ -53,6 +53,7 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert run.data.metrics["test_accuracy"] > 0.5
     assert {"test_macro_f1", "test_macro_precision", "test_f1_class_7"} <= set(run.data.metrics)
+    assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # MLflow system metrics
     # artifacts: validation report + Data Docs, confusion matrix, summary
     files = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert {"validation/result.json", "validation/summary.txt", "validation/data_docs"} <= files
@@ -133,3 +134,14 @@ def test_corrupted_data_fails_validation_and_registers_nothing(first_run, shared
                                 order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert failed.info.status == "FAILED" and failed.data.tags["validation"] == "failed"
     assert "validation/result.json" in {a.path for a in client.list_artifacts(failed.info.run_id, "validation")}
+
+
+def test_flow_parameters_are_a_typed_form():
+    """The Prefect UI builds its Custom run form from this schema."""
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(retrain.fn).model_dump()
+    fields = schema["definitions"]["RetrainParams"]["properties"]
+    assert fields["epochs"]["anyOf"][0]["type"] == "integer"
+    assert fields["force"]["type"] == "boolean"
+    assert "override train.learning_rate" in fields["learning_rate"]["description"]

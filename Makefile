@@ -1,0 +1,46 @@
+# modelmill — every target creates .venv when missing (Python 3.11 + pip is all it needs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast ui system-deps bench clean-state help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: $(STAMP)  ## bootstrap the data (DVC) and run the retrain flow once
+	$(BIN)/modelmill data bootstrap
+	$(BIN)/modelmill run
+
+test: $(STAMP)  ## the whole test suite (unit, tasks, flows, end to end)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest tests/unit -q
+
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000 over mlflow/mlflow.db
+	$(BIN)/modelmill ui
+
+system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchmark (root)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; \
+	  for p in chromium chromium-driver dataset-fashion-mnist; do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
+	else echo "system-deps: not root or no apt-get; skipping (browser tests will be skipped)"; fi
+
+bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
+	$(BIN)/python bench/overhead.py
+
+clean-state:  ## remove local state (.modelmill/), keeping data/ and mlflow/
+	rm -rf .modelmill

@@ -1,0 +1,156 @@
+"""Orchestration + tracking overhead: the same training bare and through `modelmill run`.
+
+Same data (Fashion-MNIST from Debian's dataset-fashion-mnist), same split, model, epochs
+and seed. (a) a bare PyTorch script: read the Parquet files, train, evaluate, save;
+(b) `modelmill run` on a project with that data: DVC sync, GE validation, training with
+per-epoch MLflow logging, evaluation, registry, summary — with Prefect's ephemeral API,
+and (c) the same against a running local Prefect server (what `make up` gives).
+Each side is a fresh process timed from its start. Prints wall times, training
+throughput and the ratios. Target: overhead under 15% of a run whose training takes
+about a minute.
+
+    python bench/overhead.py [--epochs 2] [--width 16] [--skip-server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+BARE = r'''
+import json, sys, time, torch
+from modelmill.config import load_settings
+from modelmill.data import load_dataset, to_tensors
+from modelmill.split import split_frame
+from modelmill.models import build_model
+from modelmill.training import train
+from modelmill.evaluation import evaluate_model
+project = sys.argv[1]
+settings = load_settings(f"{project}/params.yaml")
+ds = load_dataset(f"{project}/data")
+parts = split_frame(ds.labeled(), settings.split)
+xy = {k: to_tensors(v, ds.schema) for k, v in parts.items()}
+model = build_model(ds.schema.image_shape, len(ds.schema.classes), settings.model)
+result = train(model, xy["train"], xy["val"], settings.train)
+report = evaluate_model(result.model, *xy["test"], list(ds.schema.classes))
+torch.save(result.model.state_dict(), f"{project}/bare.pt")
+print(json.dumps({"train_seconds": result.seconds, "samples_per_second": result.samples_per_second,
+                  "accuracy": report.accuracy}))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_project(root: Path, epochs: int, width: int, hidden: int) -> Path:
+    subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"]["source"] = "fashion_mnist"
+    params["train"].update(epochs=epochs, patience=epochs + 1)
+    params["model"].update(width=width, hidden=hidden)
+    params["registry"]["model_name"] = "fashion-bench"
+    params["validation"]["min_rows"] = 1000
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = clean_env(root)
+    subprocess.run([str(BIN / "modelmill"), "data", "bootstrap", "--force"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    return root
+
+
+def clean_env(root: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING"))}
+    env.update(MODELMILL_PROJECT_DIR=str(root), **extra)
+    return env
+
+
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if out.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return elapsed, out.stdout
+
+
+def modelmill_throughput(root: Path) -> tuple[float, float]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("modelmill")
+    run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    return run.data.metrics["train_samples_per_second"], run.data.metrics["train_seconds"]
+
+
+def with_server(root: Path):
+    port = free_port()
+    env = clean_env(root, PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_HOME=str(root / ".modelmill/prefect"))
+    log = open(root / "prefect-server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    import urllib.request
+
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    sys.exit("prefect server did not become healthy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--skip-server", action="store_true", help="skip (c), the running-server case")
+    args = parser.parse_args()
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        root = make_project(Path(tmp) / "project", args.epochs, args.width, args.hidden)
+        print(f"Fashion-MNIST, {args.epochs} epochs, width {args.width}, hidden {args.hidden}; "
+              f"{os.cpu_count()} CPUs, torch threads default", flush=True)
+        bare_wall, out = timed([sys.executable, "-c", BARE, str(root)], root, clean_env(root))
+        bare = json.loads(out.strip().splitlines()[-1])
+        rows = [("bare PyTorch script", bare_wall, bare["samples_per_second"], bare["train_seconds"])]
+        wall, _ = timed([str(BIN / "modelmill"), "run"], root, clean_env(root))
+        rows.append(("modelmill run (ephemeral Prefect API)", wall, *modelmill_throughput(root)))
+        if not args.skip_server:
+            proc, url = with_server(root)
+            try:
+                wall, _ = timed([str(BIN / "modelmill"), "run"], root, clean_env(root, PREFECT_API_URL=url))
+                rows.append(("modelmill run (running Prefect server)", wall, *modelmill_throughput(root)))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        report(rows, bare_wall, bare["samples_per_second"])
+
+
+def report(rows, bare_wall: float, bare_sps: float) -> None:
+    print(f"\n{'side':42} {'wall s':>8} {'train s':>8} {'samples/s':>10} {'wall ratio':>10} {'overhead':>9} {'sps ratio':>9}")
+    for name, wall, sps, train_s in rows:
+        print(f"{name:42} {wall:8.1f} {train_s:8.1f} {sps:10.0f} {wall / bare_wall:10.3f} "
+              f"{(wall - bare_wall) / bare_wall:9.1%} {sps / bare_sps:9.3f}")
+    print("\noverhead = (wall - bare wall) / bare wall; target < 15% for a ~1 minute training")
+
+
+if __name__ == "__main__":
+    main()
