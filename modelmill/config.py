@@ -100,7 +100,7 @@ class CompressConfig(_Section):
     student_hidden: int = Field(64, ge=1)
     distill_epochs: int | None = Field(None, ge=1, description="None: train.epochs")
     temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target (teacher) loss")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target (teacher) loss")
     quantize_student: bool = Field(True, description="also add the student quantized to static int8")
     backend: Literal["x86", "fbgemm", "qnnpack", "onednn"] = "x86"
     calibration_batches: int = Field(8, ge=1)
