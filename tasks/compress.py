@@ -122,6 +122,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
 
+    from tasks import compressed_model
     from tasks.compressed_model import ARTIFACT, CompressedClassifier
 
     chosen, source = result["chosen"], result["source"]
@@ -130,8 +131,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
         return None
     tracker, probe, example = ctx.tracker(), CompressedClassifier(), chosen["input_example"]
     probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
-    # a fresh instance is pickled: the loaded FX module is not picklable, the file is the artifact
-    model_uri = tracker.log_pyfunc_model(CompressedClassifier(), {ARTIFACT: chosen["path"]}, example,
+    model_uri = tracker.log_pyfunc_model(compressed_model.__file__, {ARTIFACT: chosen["path"]}, example,
                                          probe.predict(None, example), name="compressed_model")
     name = source["name"] + ctx.settings.compress.registered_suffix
     version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))

@@ -1,11 +1,15 @@
 """The pyfunc flavor of a compressed model: mlflow.pyfunc.load_model() rebuilds the variant
 from its stored package (modelmill.compression.storage) and returns logits like the champion's
-mlflow.pytorch pyfunc does, so the two are interchangeable for serving code."""
+mlflow.pytorch pyfunc does, so the two are interchangeable for serving code.
+
+Logged as MLflow "models from code" (this file, not a cloudpickled object): loading needs
+modelmill installed, as for the champion's pickled torch module."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow.models
 import mlflow.pyfunc
 import numpy as np
 
@@ -28,3 +32,6 @@ class CompressedClassifier(mlflow.pyfunc.PythonModel):
         x = x.reshape(-1, 1, *self.image_shape)
         with torch.inference_mode():
             return self.module(x).numpy()
+
+
+mlflow.models.set_model(CompressedClassifier())

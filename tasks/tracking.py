@@ -155,7 +155,8 @@ class Tracker:
     def log_pyfunc_model(self, python_model, artifacts: dict[str, str], input_example, output_example,
                          name: str = "model") -> str:
         """Log a custom mlflow.pyfunc PythonModel (for models that mlflow.pytorch cannot hold,
-        e.g. FX-quantized ones) with a signature from an input and output example."""
+        e.g. FX-quantized ones) with a signature from an input and output example;
+        `python_model` is a models-from-code file path (or a PythonModel instance)."""
         import mlflow
         import mlflow.pyfunc
         from mlflow.models import infer_signature
