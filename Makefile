@@ -41,6 +41,7 @@ system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchma
 
 bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/import.py
 
 clean-state:  ## remove local state (.modelmill/), keeping data/ and mlflow/
 	rm -rf .modelmill

@@ -139,6 +139,77 @@ def data_status(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
     typer.echo(f"data version {version}: " + ("up to date" if not status else f"changed {status}"))
 
 
+@app.command("import-labels")
+def import_labels_cmd(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Label Studio exports (JSON, JSON-MIN, CSV); "
+                                                 "none: the new files in labels.inbox"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    strategy: Optional[str] = typer.Option(None, help="override labels.strategy (majority | dawid_skene)"),
+    min_agreement: Optional[float] = typer.Option(None, help="override labels.min_agreement"),
+    strict: Optional[bool] = typer.Option(None, "--strict/--skip-bad-rows", help="override labels.strict"),
+) -> None:
+    """Import Label Studio exports: consensus labels, archived export, a new data version."""
+    from pydantic import ValidationError
+
+    from modelmill.errors import ModelmillError
+
+    from flows.import_labels import ImportLabelsParams, import_labels
+
+    try:
+        params = ImportLabelsParams(project_dir=project_dir, config=config, paths=[str(p.resolve()) for p in paths or []],
+                                    strategy=strategy, min_agreement=min_agreement, strict=strict)
+        params.settings()
+        result = import_labels(params)
+    except ValidationError as exc:
+        fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
+    except ModelmillError as exc:
+        fail(str(exc))
+    print_import(result)
+
+
+def print_import(result: dict) -> None:
+    if not result.get("files"):
+        typer.echo(f"no new exports; data version {result['data_version_after']}")
+        return
+    m = result["metrics"]
+    typer.echo(f"{int(m['tasks'])} tasks, {int(m['annotations_used'])} annotations used, "
+               f"{int(m['annotations_ignored'])} ignored {result['ignored'] or ''}, "
+               f"{int(m['annotations_skipped'])} skipped {result['skipped'] or ''}")
+    typer.echo(f"labels: {int(m['labels_new'])} new, {int(m['labels_changed'])} changed, "
+               f"{int(m['labels_unchanged'])} unchanged; {int(m['items_for_review'])} items for review")
+    kappa = {k: v for k, v in m.items() if k.startswith("kappa_")}
+    typer.echo(f"agreement: {kappa or 'n/a'}, mean item agreement {m.get('mean_item_agreement', 'n/a')}")
+    for problem in result["problems"][:10]:
+        typer.echo(f"skipped: {problem}")
+    verdict = "new data version" if result["changed"] else "unchanged: data version"
+    typer.echo(f"{verdict} {result['data_version_after']} (was {result['data_version_before']}); "
+               f"MLflow run {result['mlflow_run_id']}")
+
+
+@app.command("export-tasks")
+def export_tasks_cmd(
+    out: Path = typer.Option(Path("labels/outbox"), "--out", "-o", help="folder for tasks.json + labeling_config.xml"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    count: Optional[int] = typer.Option(None, min=1, help="override labels.export_count"),
+    method: Optional[str] = typer.Option(None, help="override labels.uncertainty (margin | entropy)"),
+    include_labeled: bool = typer.Option(False, "--include-labeled", help="also export labeled items"),
+) -> None:
+    """Write a Label Studio import file of the items the champion is least sure about."""
+    from modelmill.errors import ModelmillError
+
+    from tasks.labels import export_uncertain_tasks
+
+    settings = _settings(project_dir, config, {"labels.uncertainty": method})
+    try:
+        result = export_uncertain_tasks(project_dir, settings, out, count=count, include_labeled=include_labeled)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(f"{result['count']} tasks ({result['method']}, champion {result['model_version']}) -> "
+               f"{result['tasks']}; labeling config -> {result['labeling_config']}")
+
+
 @app.command()
 def ui(
     project_dir: str = ProjectOpt,

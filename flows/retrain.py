@@ -10,6 +10,7 @@ from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
+from tasks.labels import inbox_exports
 from tasks.registry import register
 from tasks.report import publish_summary
 from tasks.train import train_challenger
@@ -45,6 +46,13 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
         data_version = sync_data(project_dir, settings)
+        # --- labels (issue 3): new Label Studio exports in labels.inbox become a new data version first
+        if inbox_exports(project_dir, settings):
+            from flows.import_labels import ImportLabelsParams, import_labels
+
+            imported = import_labels(ImportLabelsParams(project_dir=project_dir, config=params.config))
+            data_version = imported["data_version_after"]
+        # --- end labels
         lineage["data_version"] = data_version
         ctx.tracker().set_tags({"data_version": data_version})
         validate_data(ctx)
@@ -52,9 +60,10 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
         evaluation = evaluate(ctx, checkpoint)
         decision = gate(ctx, evaluation)
         registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
-        # compress (issue 5): variants of a newly promoted champion -> `<name>-compressed`
+        # --- compress (issue 5): variants of a newly promoted champion -> `<name>-compressed`
         compression = (compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
                        if settings.compress.enabled and registered["promoted"] else None)
+        # --- end compress
         summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
                    "compression": compression,
                    "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,

@@ -127,6 +127,23 @@ class CompressConfig(_Section):
         return self
 
 
+class LabelsConfig(_Section):
+    """Label Studio import (issue 3): where exports arrive and how votes become labels."""
+
+    inbox: str = Field("labels/inbox", description="folder the retrain flow checks for new exports")
+    from_name: str = Field("label", description="name of the <Choices> tag whose results are the class")
+    to_name: str = Field("image", description="name of the <Image> tag the choices refer to")
+    item_id_field: str = Field("item_id", description="key in task data that holds the item id")
+    image_field: str = Field("image", description="key in task data that holds the displayable image")
+    strategy: Literal["majority", "dawid_skene"] = "majority"
+    min_agreement: float = Field(0.5, ge=0, le=1, description="items below this agreement go to review")
+    min_annotations: int = Field(1, ge=1, description="items with fewer human annotations go to review")
+    strict: bool = Field(False, description="refuse the whole import when any row would be skipped")
+    max_export_mb: float = Field(2048, gt=0, description="exports above this size are refused")
+    export_count: int = Field(100, ge=1, description="tasks written by export-tasks")
+    uncertainty: Literal["margin", "entropy"] = "margin"
+
+
 class Settings(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -137,6 +154,7 @@ class Settings(_Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     compress: CompressConfig = CompressConfig()
+    labels: LabelsConfig = LabelsConfig()
 
     def flat(self) -> dict[str, Any]:
         """The resolved configuration as dotted keys (for MLflow params)."""

@@ -31,3 +31,12 @@ class GateRejected(ModelmillError):
 
 class CompressionError(ModelmillError):
     """A model cannot be compressed, stored or loaded as configured (names the file or key)."""
+
+
+class ExportFormatError(ModelmillError):
+    """A label export cannot be imported; names the file, the task/row and the problem."""
+
+    def __init__(self, path: object, where: str | None, problem: str):
+        self.path, self.where, self.problem = str(path), where, problem
+        place = f"{self.path}, {where}" if where else self.path
+        super().__init__(f"{place}: {problem}")
