@@ -38,8 +38,16 @@ def connect(settings: Settings, project_dir: str | Path):
     from mlflow import MlflowClient
 
     uri = tracking_uri(settings, project_dir)
+    user_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # set_*_uri also export MLFLOW_*_URI: keep the user's values (or none), otherwise the next
+    # project opened in this process (tests, a long-lived worker) would log into this store
+    for key, value in user_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = MlflowClient(uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(settings.tracking.experiment)
     if experiment is not None:

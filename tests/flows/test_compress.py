@@ -77,11 +77,13 @@ def test_variants_are_child_runs_with_a_table_and_plot(retrained, project):
     assert any(f.endswith(".onnx") for f in files) or "compress_onnx_error" in run.data.tags
 
 
-def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(retrained, project):
+def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(retrained, project,
+                                                                              monkeypatch):
     import mlflow.pyfunc
 
     from modelmill.compression import load
 
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri exports it; undone after
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
     settings = load_settings(project / "params.yaml")
     dataset = load_dataset(project / "data")
