@@ -121,6 +121,30 @@ def open_dashboard(settings, project_dir: str, port: int) -> int:
     return 0
 
 
+@app.command("compress")
+def compress_command(
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="NAME@alias or NAME/version (default: registry.model_name@champion)"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    budget_points: Optional[float] = typer.Option(None, help="override compress.budget_points"),
+    select_by: Optional[str] = typer.Option(None, help="override compress.select_by: size | latency"),
+) -> None:
+    """Compress a registered model version; register the best variant within budget as NAME-compressed."""
+    from modelmill.errors import ModelmillError
+
+    from flows.compress import CompressParams, compress
+
+    try:
+        params = CompressParams(project_dir=project_dir, config=config, model=model,
+                                budget_points=budget_points, select_by=select_by)
+        params.settings()
+        summary = compress(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(summary["markdown"])
+
+
 @data_app.command("bootstrap")
 def data_bootstrap(
     project_dir: str = ProjectOpt,

@@ -1,5 +1,5 @@
 """The nightly retrain: sync data -> import labels -> (tune) -> validate -> train -> evaluate
--> gate -> register -> summary; skipped when data, configuration and code are unchanged."""
+-> gate -> register -> compress -> summary; skipped when data, configuration and code are unchanged."""
 
 from pathlib import Path
 
@@ -7,6 +7,7 @@ from prefect import flow, runtime, task
 from pydantic import BaseModel, Field
 
 from flows.alerts import alert_on_failure
+from flows.compress import compress_registered
 from flows.import_labels import ImportLabelsParams, import_labels
 from modelmill.config import Settings, load_settings
 from tasks.context import close_run, git_commit, open_run
@@ -55,14 +56,18 @@ def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
 
 @task(name="train-evaluate-register", cache_key_fn=fingerprint_cache_key, persist_result=True)
 def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -> dict:
-    """validate -> train -> evaluate -> gate -> register -> summary; cached by the run fingerprint."""
+    """validate -> train -> evaluate -> gate -> register -> compress -> summary; cached by the
+    run fingerprint (data version + resolved configuration + code)."""
     validate_data(ctx)
     checkpoint = train_challenger(ctx, data_version)
     evaluation = evaluate(ctx, checkpoint)
     decision = gate(ctx, evaluation)
     registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
+    compression = None  # variants of a newly promoted champion -> `<name>-compressed`
+    if ctx.settings.compress.enabled and registered["promoted"]:
+        compression = compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
     summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
-               "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
+               "compression": compression, "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
                "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
     summary["markdown"] = publish_summary(ctx, summary)
     return summary

@@ -83,6 +83,50 @@ class TrackingConfig(_Section):
         return value
 
 
+class CompressConfig(_Section):
+    """Compression variants of a trained model and the accuracy budget that picks one."""
+
+    enabled: bool = Field(True, description="run the compress step in `retrain` after the gate")
+    dynamic_int8: bool = Field(True, description="post-training dynamic int8 of the linear layers")
+    static_int8: bool = Field(True, description="static int8 (FX graph mode) of conv+linear, calibrated")
+    prune: bool = Field(True, description="global unstructured L1 pruning + fine-tune + prune.remove")
+    distill: bool = Field(True, description="knowledge distillation into a smaller student ConvNet")
+    onnx: bool = Field(True, description="export the selected variant to ONNX, check with onnxruntime")
+    sparsities: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9])
+    finetune_epochs: int = Field(3, ge=0, description="epochs of fine-tuning after pruning")
+    finetune_learning_rate: float = Field(5e-4, gt=0)
+    student_width: int = Field(12, ge=1)
+    student_depth: int | None = Field(None, ge=1, le=4, description="None: the teacher's depth")
+    student_hidden: int = Field(64, ge=1)
+    distill_epochs: int | None = Field(None, ge=1, description="None: train.epochs")
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target (teacher) loss")
+    quantize_student: bool = Field(True, description="also add the student quantized to static int8")
+    backend: Literal["x86", "fbgemm", "qnnpack", "onednn"] = "x86"
+    calibration_batches: int = Field(8, ge=1)
+    calibration_batch_size: int = Field(64, ge=1)
+    budget_points: float = Field(1.0, ge=0, description="max accuracy drop (points) vs the float model")
+    select_by: Literal["size", "latency"] = "size"
+    latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 256])
+    serving_batch_size: int = Field(256, ge=1, description="batch size whose latency select_by=latency uses")
+    latency_repeats: int = Field(30, ge=1)
+    threads: int = Field(1, ge=1, description="torch threads while measuring latency")
+    registered_suffix: str = "-compressed"
+
+    @field_validator("sparsities")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < s < 1 for s in value):
+            raise ValueError("each sparsity must be in (0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _serving_batch_measured(self) -> "CompressConfig":
+        if self.serving_batch_size not in self.latency_batch_sizes:
+            raise ValueError("serving_batch_size must be one of latency_batch_sizes")
+        return self
+
+
 class LabelsConfig(_Section):
     """Label Studio import (issue 3): where exports arrive and how votes become labels."""
 
@@ -210,6 +254,7 @@ class Settings(_Section):
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
+    compress: CompressConfig = CompressConfig()
     labels: LabelsConfig = LabelsConfig()
     tune: TuneConfig = TuneConfig()
     ops: OpsConfig = OpsConfig()

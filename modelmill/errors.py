@@ -29,6 +29,10 @@ class GateRejected(ModelmillError):
     """The challenger did not pass the champion/challenger gate (when configured to fail)."""
 
 
+class CompressionError(ModelmillError):
+    """A model cannot be compressed, stored or loaded as configured (names the file or key)."""
+
+
 class ExportFormatError(ModelmillError):
     """A label export cannot be imported; names the file, the task/row and the problem."""
 

@@ -44,6 +44,8 @@ class TrainResult:
 
 
 OnEpoch = Callable[[EpochMetrics], None]
+# (logits, x, y) -> scalar training loss; the default is cross-entropy (distillation adds a teacher)
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -60,11 +62,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
           val_xy: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig,
-          on_epoch: OnEpoch | None = None) -> TrainResult:
+          on_epoch: OnEpoch | None = None, loss: LossFn | None = None) -> TrainResult:
     """Train `model` on train_xy, keep the weights of the epoch with the lowest val loss.
 
     `on_epoch` is called after each epoch (log to a tracker, report to a tuner; raising
-    from it, e.g. optuna.TrialPruned, stops training).
+    from it, e.g. optuna.TrialPruned, stops training). `loss` replaces the training loss
+    (validation and best-epoch selection stay on cross-entropy).
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -83,11 +86,11 @@ def train(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
+            batch_loss = loss(logits, x, y) if loss is not None else loss_fn(logits, y)
+            batch_loss.backward()
             optimizer.step()
             seen += len(y)
-            loss_sum += loss.item() * len(y)
+            loss_sum += batch_loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
         elapsed = time.perf_counter() - tick
         val_loss, val_acc = evaluate_loss(model, val_xy, cfg.batch_size * 4, device)

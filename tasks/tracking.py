@@ -38,15 +38,16 @@ def connect(settings: Settings, project_dir: str | Path):
     from mlflow import MlflowClient
 
     uri = tracking_uri(settings, project_dir)
-    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    user_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    # set_tracking_uri also exports MLFLOW_TRACKING_URI, which tracking_uri() would then take
-    # for every later project in this process (and its subprocesses): keep the user's value only
-    if user_uri is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = user_uri
+    # set_*_uri also export MLFLOW_*_URI: keep the user's values (or none), otherwise the next
+    # project opened in this process (tests, a long-lived worker) would log into this store
+    for key, value in user_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     client = MlflowClient(uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(settings.tracking.experiment)
     if experiment is not None:
@@ -56,9 +57,7 @@ def connect(settings: Settings, project_dir: str | Path):
         artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         location = artifacts.as_uri()
-    # the UI then opens the experiment on its runs table (model training), not the GenAI overview
-    kind = {"mlflow.experimentKind": "custom_model_development"}
-    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location, tags=kind)
+    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location)
 
 
 @dataclass
@@ -157,6 +156,27 @@ class Tracker:
         self.client.update_run(self.run_id, status="RUNNING")
         return info.model_uri
 
+    def log_table(self, frame, artifact_file: str) -> None:
+        """A table artifact (shown as a table in the MLflow UI's artifact and evaluation views)."""
+        self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
+
+    def log_pyfunc_model(self, python_model, artifacts: dict[str, str], input_example, output_example,
+                         name: str = "model") -> str:
+        """Log a custom mlflow.pyfunc PythonModel (for models that mlflow.pytorch cannot hold,
+        e.g. FX-quantized ones) with a signature from an input and output example;
+        `python_model` is a models-from-code file path (or a PythonModel instance)."""
+        import mlflow
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
+
+        with mlflow.start_run(run_id=self.run_id):
+            info = mlflow.pyfunc.log_model(
+                name=name, python_model=python_model, artifacts=artifacts,
+                signature=infer_signature(input_example, output_example),
+                input_example=input_example, pip_requirements=MODEL_PIP_REQUIREMENTS)
+        self.client.update_run(self.run_id, status="RUNNING")  # the flow still owns the run
+        return info.model_uri
+
     @contextlib.contextmanager
     def system_metrics(self, interval: float = 2.0):
         """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run."""
@@ -164,10 +184,6 @@ class Tracker:
 
         monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
                                        tracking_uri=self.client.tracking_uri)
-        # one sample at the start: the monitor's loop drops the sample it is waiting on when a
-        # short training ends first, and would then log nothing
-        monitor.collect_metrics()
-        monitor.publish_metrics(monitor.aggregate_metrics())
         monitor.start()
         try:
             yield

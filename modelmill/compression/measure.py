@@ -1,0 +1,121 @@
+"""Measured figures of a variant on the test split: quality, stored size, weights, CPU latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from modelmill.compression.methods import Variant
+from modelmill.compression.storage import dense_size
+from modelmill.config import CompressConfig
+from modelmill.evaluation import evaluate_predictions
+
+WARMUP_RUNS = 3
+
+
+@dataclass
+class VariantRow:
+    """One row of the compression table (all figures measured, none computed from formulas)."""
+
+    name: str
+    method: str
+    accuracy: float
+    macro_f1: float
+    size_bytes: int          # the stored file: torch.save(package) + zlib
+    dense_size_bytes: int    # plain torch.save(state_dict), uncompressed
+    parameters: int
+    nonzero_parameters: int
+    latency_ms: dict[int, float]   # batch size -> median ms per batch
+    settings: dict = field(default_factory=dict)
+    accuracy_delta_points: float = 0.0   # vs the float model, in points (negative = worse)
+    size_ratio: float = 1.0
+    speedup: dict[int, float] = field(default_factory=dict)  # float latency / this latency
+
+    def flat(self) -> dict:
+        """Scalar columns for a table or tracker (latency/speedup by batch size)."""
+        row = {k: v for k, v in asdict(self).items() if k not in ("latency_ms", "speedup", "settings")}
+        row.update({f"latency_ms_b{b}": v for b, v in self.latency_ms.items()})
+        row.update({f"speedup_b{b}": v for b, v in self.speedup.items()})
+        row["settings"] = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        return row
+
+
+def measure(variant: Variant, test_xy: tuple[torch.Tensor, torch.Tensor], classes: list[str],
+            cfg: CompressConfig, latency: dict[int, float] | None = None) -> VariantRow:
+    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms)."""
+    x, y = test_xy
+    with fixed_threads(cfg.threads), torch.inference_mode():
+        predicted = torch.cat([variant.module(x[s:s + 512]) for s in range(0, len(x), 512)]).argmax(1)
+    latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
+    report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
+    total, nonzero = weight_counts(variant.module)
+    return VariantRow(variant.name, variant.method, report.accuracy, report.macro_f1,
+                      size_bytes=len(variant.stored()),
+                      dense_size_bytes=dense_size(variant.module), parameters=total,
+                      nonzero_parameters=nonzero, latency_ms=latency, settings=dict(variant.settings))
+
+
+def compare_to_baseline(rows: list[VariantRow], baseline: VariantRow) -> None:
+    """Fill accuracy delta (points), size ratio and speedups against the float model."""
+    for row in rows:
+        row.accuracy_delta_points = round((row.accuracy - baseline.accuracy) * 100, 4)
+        row.size_ratio = row.size_bytes / baseline.size_bytes
+        row.speedup = {b: baseline.latency_ms[b] / row.latency_ms[b] for b in row.latency_ms}
+
+
+@contextmanager
+def fixed_threads(threads: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`size` test items (cycled when the split is smaller)."""
+    repeats = -(-size // len(x))
+    return x.repeat(repeats, *([1] * (x.dim() - 1)))[:size].contiguous()
+
+
+def interleaved_latency_ms(modules: list[nn.Module], x: torch.Tensor,
+                           cfg: CompressConfig) -> list[dict[int, float]]:
+    """Median ms per batch of each module at each batch size, timed in alternating rounds
+    (every module once per round) so that a change in machine load hits all of them alike."""
+    batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
+    timings = [{size: [] for size in batches} for _ in modules]
+    with fixed_threads(cfg.threads), torch.inference_mode():
+        for module in modules:
+            for batch in batches.values():
+                for _ in range(WARMUP_RUNS):
+                    module(batch)
+        for _ in range(cfg.latency_repeats):
+            for module, timing in zip(modules, timings):
+                for size, batch in batches.items():
+                    tick = time.perf_counter()
+                    module(batch)
+                    timing[size].append((time.perf_counter() - tick) * 1000)
+    return [{size: statistics.median(t) for size, t in timing.items()} for timing in timings]
+
+
+def weight_counts(module: nn.Module) -> tuple[int, int]:
+    """(weights and biases, non-zero ones), float or quantized; BN running stats and
+    quantization scales/zero points are not counted."""
+    total = nonzero = 0
+    for key, value in module.state_dict().items():
+        leaf = key.rsplit(".", 1)[-1]
+        tensors = [t for t in value if isinstance(t, torch.Tensor)] if isinstance(value, tuple) else [value]
+        if leaf not in ("weight", "bias", "_packed_params"):
+            continue
+        for tensor in tensors:
+            values = tensor.dequantize() if tensor.is_quantized else tensor
+            total += values.numel()
+            nonzero += int(torch.count_nonzero(values))
+    return total, nonzero
+
