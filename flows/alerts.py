@@ -45,11 +45,19 @@ def _failed_tasks(flow_run_id) -> list[tuple[str, str]]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
     from prefect.client.schemas.objects import StateType
 
+    import time
+
+    # task-run states reach the API through events, persisted a moment after the task ends:
+    # poll briefly so the hook, which runs right after the failure, does not read too early
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-            task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
-                any_=[StateType.FAILED, StateType.CRASHED]))))
+        for _ in range(20):
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+                    any_=[StateType.FAILED, StateType.CRASHED]))))
+            if runs:
+                break
+            time.sleep(0.5)
     return [(run.name, (run.state.message or "").strip() if run.state else "") for run in runs]
 
 

@@ -57,7 +57,9 @@ def connect(settings: Settings, project_dir: str | Path):
         artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
         location = artifacts.as_uri()
-    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location)
+    # the UI then opens the experiment on its runs table (model training), not the GenAI overview
+    kind = {"mlflow.experimentKind": "custom_model_development"}
+    return client, client.create_experiment(settings.tracking.experiment, artifact_location=location, tags=kind)
 
 
 @dataclass
@@ -184,6 +186,10 @@ class Tracker:
 
         monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
                                        tracking_uri=self.client.tracking_uri)
+        # one sample at the start: the monitor's loop drops the sample it is waiting on when a
+        # short training ends first, and would then log nothing
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
         monitor.start()
         try:
             yield

@@ -117,7 +117,10 @@ def finished(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_kill_9_then_same_command_resumes_without_losing_trials(project, prefect_harness):
-    configure_tuning(project, epochs=4)
+    configure_tuning(project, epochs=30)  # trials of a few seconds: the kill lands inside one
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["patience"] = 30
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = cli(project, "--trials", "3")
     deadline = time.monotonic() + 240
     while True:  # kill once a trial is complete and the next one is running
