@@ -121,6 +121,13 @@ def in_stack(stack, monkeypatch):
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", stack.mlflow_url)
     monkeypatch.chdir(stack.root)  # as the deployment's pull step does
+    from prefect.events.worker import EventsWorker
+
     storage = Path(stack.root, local_stack.STATE_DIR, "prefect", "storage")
+    # Task-run states travel as events through one process-wide EventsWorker whose client is
+    # bound to the API URL it started with (the session's test harness, when it ran first):
+    # drain it on the way in and out, so this test's events reach the stack's server.
+    EventsWorker.drain_all()
     with temporary_settings({PREFECT_API_URL: stack.prefect_api_url, PREFECT_LOCAL_STORAGE_PATH: storage}):
         yield stack
+    EventsWorker.drain_all()
