@@ -80,7 +80,7 @@ def quick_run_result(stack):
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (make browser-deps)")
+        pytest.skip("Debian chromium is not installed (make system-deps, as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
