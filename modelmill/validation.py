@@ -60,7 +60,9 @@ def validation_frame(dataset: Dataset) -> pd.DataFrame:
     """Labels left-joined to items (a label for an unknown item shows as missing pixels)."""
     frame = dataset.labels[[ID, LABEL]].merge(dataset.items, on=ID, how="left")
     pixels = [c for c in dataset.schema.feature_columns if c in frame]  # absent ones: column check
-    values = frame[pixels].apply(pd.to_numeric, errors="coerce")
+    values = frame[pixels]
+    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes):
+        values = values.apply(pd.to_numeric, errors="coerce")  # text pixels count as missing
     frame["_pixel_nulls"] = values.isna().sum(axis=1)
     frame["_pixel_min"] = values.min(axis=1)
     frame["_pixel_max"] = values.max(axis=1)
