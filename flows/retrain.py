@@ -10,6 +10,7 @@ from flows.alerts import alert_on_failure
 from flows.compress import compress_registered
 from flows.import_labels import ImportLabelsParams, import_labels
 from modelmill.config import Settings, load_settings
+from modelmill.errors import GateRejected
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
@@ -70,6 +71,9 @@ def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -
                "compression": compression, "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
                "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
     summary["markdown"] = publish_summary(ctx, summary)
+    if not decision.promote and ctx.settings.gate.fail_on_reject:
+        raise GateRejected(f"gate rejected {registered['name']} version {registered['version']}: "
+                           f"{decision.reason}")
     return summary
 
 

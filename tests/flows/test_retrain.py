@@ -106,6 +106,22 @@ def test_worse_challenger_does_not_take_champion(first_run, shared_project):
     assert "not promoted" in worse["markdown"]
 
 
+def test_fail_on_reject_fails_the_flow_after_registering_the_challenger(first_run, shared_project):
+    from modelmill.errors import GateRejected
+
+    params = yaml.safe_load((shared_project / "params.yaml").read_text())
+    params["gate"]["fail_on_reject"] = True
+    (shared_project / "strict.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(GateRejected, match="champion kept"):
+        retrain(RetrainParams(project_dir=str(shared_project), config="strict.yaml", epochs=1,
+                              learning_rate=1e-6))
+    client = client_for(shared_project)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    latest = client.search_runs([client.get_experiment_by_name("modelmill-tests").experiment_id], "tags.flow = 'retrain'",
+                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert latest.info.status == "FAILED" and latest.data.tags["gate"] == "reject"
+
+
 def corrupt(data_dir: Path) -> None:
     items = pd.read_parquet(data_dir / "items.parquet")
     labels = pd.read_parquet(data_dir / "labels.parquet")
