@@ -1,7 +1,17 @@
 """Process environment for modelmill entry points: state and telemetry kept inside the project."""
 
 import os
+import warnings
 from pathlib import Path
+
+# Third-party notices a user cannot act on (they would fill the run log on every compress step).
+_QUIET = (
+    ("torch.ao.quantization", "torch.ao.quantization is deprecated; PyTorch's int8 path still"),
+    ("torch._utils", "TypedStorage is deprecated"),
+    ("torch.ao.quantization.observer", "Please use quant_min and quant_max"),
+    ("torch.ao.quantization.fx.convert", "must run observer before calling calculate_qparams"),
+    ("mlflow.pyfunc.utils.data_validation", "Add type hints to the `predict` method"),
+)
 
 
 def configure(project_dir: str | Path = ".") -> Path:
@@ -22,4 +32,6 @@ def configure(project_dir: str | Path = ".") -> Path:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    for module, _why in _QUIET:
+        warnings.filterwarnings("ignore", category=UserWarning, module=module.replace(".", r"\."))
     return state
