@@ -11,6 +11,7 @@ _QUIET = (
     ("torch.ao.quantization.observer", "Please use quant_min and quant_max"),
     ("torch.ao.quantization.fx.convert", "must run observer before calling calculate_qparams"),
     ("mlflow.pyfunc.utils.data_validation", "Add type hints to the `predict` method"),
+    ("mlflow.types.utils", "Hint: Inferred schema contains integer column(s)"),
 )
 
 
