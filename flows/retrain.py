@@ -4,12 +4,12 @@
 from pathlib import Path
 
 from prefect import flow, runtime, task
-from pydantic import BaseModel, Field
 
 from flows.alerts import alert_on_failure
 from flows.compress import compress_registered
 from flows.import_labels import ImportLabelsParams, import_labels
-from modelmill.config import Settings, load_settings
+from flows.params import RetrainParams
+from modelmill.config import Settings
 from modelmill.errors import GateRejected
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
@@ -21,29 +21,6 @@ from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fi
 from tasks.train import train_challenger
 from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
-
-
-class RetrainParams(BaseModel):
-    """Flow parameters: where the project is, which config, and per-run overrides."""
-
-    project_dir: str = Field(".", description="project folder (params.yaml, data/, mlflow/)")
-    config: str = Field("params.yaml", description="configuration file, relative to the project")
-    epochs: int | None = Field(None, ge=1, description="override train.epochs")
-    learning_rate: float | None = Field(None, gt=0, description="override train.learning_rate")
-    batch_size: int | None = Field(None, ge=1, description="override train.batch_size")
-    seed: int | None = Field(None, description="override train.seed")
-    gate_tolerance: float | None = Field(None, ge=0, description="override gate.tolerance")
-    model_name: str | None = Field(None, description="override registry.model_name")
-    force: bool = Field(False, description="retrain even when nothing changed")
-    tune: int = Field(0, ge=0, description="Optuna trials to run first (0 = off); "
-                                           "the model then trains with the best params")
-
-    def settings(self) -> Settings:
-        path = Path(self.project_dir, self.config)
-        return load_settings(path if path.exists() or self.config != "params.yaml" else None, {
-            "train.epochs": self.epochs, "train.learning_rate": self.learning_rate,
-            "train.batch_size": self.batch_size, "train.seed": self.seed,
-            "gate.tolerance": self.gate_tolerance, "registry.model_name": self.model_name})
 
 
 def prepare_data(project_dir: str, settings: Settings, config: str) -> str:

@@ -59,14 +59,12 @@ def evaluate_model(model, x, y, classes: list[str]) -> EvaluationReport:
 
 
 def plot_confusion_matrix(report: EvaluationReport, path: str | Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
     cm = np.asarray(report.confusion)
     n = len(report.classes)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n), dpi=110)
+    fig = Figure(figsize=(1.2 + 0.55 * n, 1.0 + 0.5 * n), dpi=110)
+    ax = fig.subplots()
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(n), report.classes, rotation=45, ha="right")
     ax.set_yticks(range(n), report.classes)
@@ -80,7 +78,6 @@ def plot_confusion_matrix(report: EvaluationReport, path: str | Path, title: str
                     color="white" if cm[i, j] > threshold else "black")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)
 
 

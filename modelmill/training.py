@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -69,8 +70,27 @@ def train(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
     from it, e.g. optuna.TrialPruned, stops training). `loss` replaces the training loss
     (validation and best-epoch selection stay on cross-entropy).
     """
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    with torch_threads(cfg.num_threads):
+        return _fit(model, train_xy, val_xy, cfg, on_epoch, loss)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """`count` intra-op threads inside the block (None: as they are), the process's own after:
+    a tuning trial run in the caller's process must not leave the final training on 1 thread."""
+    if not count:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit(model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch | None,
+         loss: LossFn | None) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
     model.to(device)
@@ -126,7 +146,7 @@ def evaluate_loss(model: nn.Module, xy: tuple[torch.Tensor, torch.Tensor], batch
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities for x, computed on the model's device, returned on the CPU."""
     model.eval()
     device = next(model.parameters()).device

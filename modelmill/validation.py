@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from modelmill.config import ValidationConfig
@@ -63,7 +64,11 @@ def validation_frame(dataset: Dataset) -> pd.DataFrame:
     values = frame[pixels]
     if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes):
         values = values.apply(pd.to_numeric, errors="coerce")  # text pixels count as missing
-    frame["_pixel_nulls"] = values.isna().sum(axis=1)
+    # numpy integer columns cannot hold a missing value (a label whose item is missing turns
+    # its pixel columns float in the join): count over the columns that can (784 -> 0 here)
+    nullable = [c for c, dtype in values.dtypes.items()
+                if not (isinstance(dtype, np.dtype) and dtype.kind in "iub")]
+    frame["_pixel_nulls"] = values[nullable].isna().sum(axis=1) if nullable else 0
     frame["_pixel_min"] = values.min(axis=1)
     frame["_pixel_max"] = values.max(axis=1)
     return frame

@@ -14,7 +14,7 @@ from modelmill.compression import CompressionReport, compress, markdown, plot_si
 from modelmill.errors import CompressionError
 from tasks.context import RunContext
 from tasks.registry import CHAMPION, alias_version, load_version
-from tasks.train import load_splits
+from tasks.splits import load_splits
 
 
 @dataclass(frozen=True)

@@ -53,5 +53,8 @@ def open_run(project_dir: str, settings: Settings, run_name: str, tags: dict[str
 def close_run(ctx: RunContext, status: str) -> None:
     import shutil
 
+    from tasks.splits import forget
+
     ctx.tracker().finish(status)
     shutil.rmtree(ctx.work_dir, ignore_errors=True)
+    forget()

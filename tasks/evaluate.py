@@ -12,7 +12,7 @@ from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusio
 from modelmill.gate import GateDecision, decide
 from tasks.context import RunContext
 from tasks.registry import CHAMPION, alias_version, load_version
-from tasks.train import load_splits
+from tasks.splits import load_splits
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)

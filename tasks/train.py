@@ -8,19 +8,10 @@ import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from modelmill.data import load_dataset, to_tensors
 from modelmill.models import build_model, count_parameters
-from modelmill.split import split_frame
 from modelmill.training import EpochMetrics, train
 from tasks.context import RunContext
-
-
-def load_splits(ctx: RunContext):
-    """The dataset and its labeled rows split by item-id hash, as tensors per split."""
-    dataset = load_dataset(ctx.data_dir)
-    labeled = dataset.labeled()
-    parts = split_frame(labeled, ctx.settings.split)
-    return dataset, labeled, {name: to_tensors(frame, dataset.schema) for name, frame in parts.items()}
+from tasks.splits import load_splits
 
 
 @task(name="train", cache_policy=NO_CACHE)

@@ -1,6 +1,7 @@
 """The retrain flow end to end on the real digits data, real Prefect, MLflow (sqlite) and DVC."""
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -62,6 +63,11 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     # the dataset as an MLflow input, digest = the DVC md5
     inputs = run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest == first_run["data_version"][:36]
+    # its schema (inferred from a sample of the validated rows) names every column, required
+    columns = json.loads(inputs[0].dataset.schema)["mlflow_colspec"]
+    assert [c["name"] for c in columns][:3] == ["item_id", "px0", "px1"] and len(columns) == 2 + 64
+    assert all(c.get("required", True) for c in columns)
+    assert json.loads(inputs[0].dataset.profile)["num_rows"] == 1797
     # registry: version 1, champion + challenger, lineage tags
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert str(version.version) == "1" == first_run["registry"]["version"]

@@ -52,6 +52,16 @@ def test_on_epoch_can_stop_training():
         train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG, on_epoch=stop)
 
 
+def test_thread_count_is_the_callers_again_after_training():
+    """A tuning trial trains on 1 thread in the caller's process; the final model must not."""
+    before, during = torch.get_num_threads(), []
+    target = 1 if before > 1 else 2
+    train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1),
+          CFG.model_copy(update={"epochs": 1, "num_threads": target}),
+          on_epoch=lambda m: during.append(torch.get_num_threads()))
+    assert during == [target] and torch.get_num_threads() == before
+
+
 def test_device_selection():
     assert select_device("cpu").type == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
