@@ -1,18 +1,25 @@
 """Benchmark: Optuna tuning on the default data (digits), side by side in one run.
 
-(a) N trials with pruning (median, hyperband) vs without: wall time ratio and best value.
-(b) K=1 vs K=2 worker processes on one study: speed-up (torch threads = 1 per worker).
+(a) N trials with pruning (median, hyperband) vs without: wall time ratio and best value,
+    over several sampler seeds. One seed says little: TPE explores differently once trials
+    are pruned, and one sampled architecture (batch 32, width 32) costs 4x another, so the
+    table sums the wall time over the seeds and gives the best value's mean and range.
+(b) K=1 vs K=2 workers on one study: speed-up (torch threads = 1 per worker), with a
+    control (two plain trainings one after the other vs at once) showing what the machine
+    itself gives to a second process right now.
 
-    python bench/tuning.py [--trials 30] [--epochs 15] [--parallel-trials 12]
+    python bench/tuning.py [--trials 30] [--epochs 20] [--seeds 3] [--parallel-trials 30]
+                           [--set tune.pruner_warmup_epochs=1 ...] [--only pruning|workers]
 
-Each configuration tunes a fresh study in its own temporary sqlite storage with the same
-seeded sampler. Other processes on the machine skew the timings: compare the ratios.
+Each configuration tunes a fresh study in its own temporary sqlite storage; the epochs cap
+and pruner settings are those of params.yaml unless given. Compare the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import optuna  # noqa: E402
+import yaml  # noqa: E402
 
 from modelmill import tuning  # noqa: E402
 from modelmill.config import Settings, load_settings  # noqa: E402
@@ -54,6 +62,23 @@ def print_table(title: str, rows: list[dict], reference: dict) -> None:
               f"{row['best']:>10.4f}{row['epochs']:>8}{row['complete']:>10}{row['pruned']:>8}")
 
 
+def pruning_table(trials: int, seeds: list[int], runs: dict[str, list[dict]]) -> None:
+    """Per configuration: wall time summed over the seeds, best value mean and range."""
+    reference = sum(r["seconds"] for r in runs["no pruning"])
+    print(f"\n(a) pruning vs none: {trials} trials x {len(seeds)} sampler seeds {seeds}")
+    print(f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best mean':>11}"
+          f"{'best range':>19}{'epochs':>8}{'complete':>10}{'pruned':>8}")
+    for label, rows in runs.items():
+        wall, bests = sum(r["seconds"] for r in rows), [r["best"] for r in rows]
+        print(f"{label:<22}{wall:>9.1f}{reference / wall:>10.2f}{1 - wall / reference:>11.0%}"
+              f"{statistics.mean(bests):>11.4f}{f'{min(bests):.4f}-{max(bests):.4f}':>19}"
+              f"{sum(r['epochs'] for r in rows):>8}{sum(r['complete'] for r in rows):>10}"
+              f"{sum(r['pruned'] for r in rows):>8}")
+    for label, rows in runs.items():
+        print(f"  {label:<20} per seed: " + ", ".join(
+            f"{r['seconds']:.1f} s / {r['best']:.4f}" for r in rows))
+
+
 def control_job(data_dir: str, epochs: int) -> None:
     """One fixed training run, 1 torch thread: the unit of work of the parallelism control."""
     settings = load_settings(None, {"data.dir": data_dir, "train.device": "cpu", "train.epochs": epochs,
@@ -82,10 +107,13 @@ def control(data_dir: Path, epochs: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--epochs", type=int, default=15, help="epochs cap per trial")
-    parser.add_argument("--parallel-trials", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs cap per trial (tune.epochs)")
+    parser.add_argument("--seeds", type=int, default=3, help="sampler seeds for (a), from tune.sampler_seed")
+    parser.add_argument("--parallel-trials", type=int, default=30)
     parser.add_argument("--pruners", default="median,hyperband")
     parser.add_argument("--config", default="params.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a configuration override (YAML value), e.g. tune.pruner_warmup_epochs=1")
     parser.add_argument("--only", choices=["pruning", "workers"], default=None)
     parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -93,6 +121,7 @@ def main() -> None:
         return control_job(args.control_job, args.epochs)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = Path(args.config) if Path(args.config).exists() else None
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
 
     with tempfile.TemporaryDirectory(prefix="modelmill-bench-tune-") as tmp:
         workdir = Path(tmp)
@@ -100,31 +129,40 @@ def main() -> None:
         base = load_settings(config, {
             "data.dir": str(data), "train.device": "cpu", "tune.threads_per_worker": 1,
             "tune.epochs": args.epochs, "tune.timeout": None, "tune.warm_start": False,
-            "tune.workers": 1, "tune.trials": args.trials,
+            "tune.workers": 1, "tune.trials": args.trials, **extra,
         })
-        print(f"digits, {args.trials} trials x <= {args.epochs} epochs, seed {base.tune.sampler_seed}, "
-              f"metric {base.tune.metric}, {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f}")
+        epochs, first_seed = base.tune.epochs, base.tune.sampler_seed
+        print(f"digits, {args.trials} trials x <= {epochs} epochs, metric {base.tune.metric}, "
+              f"median pruner: {base.tune.pruner_startup_trials} startup trials, "
+              f"{base.tune.pruner_warmup_epochs} warm-up epochs; {os.cpu_count()} CPUs, "
+              f"load avg {os.getloadavg()[0]:.1f}", flush=True)
         if args.only != "workers":
-            none = run_study(base, workdir, "no pruning", **{"tune.pruner": "none"})
-            rows = [none] + [run_study(base, workdir, f"pruner {p}", **{"tune.pruner": p})
-                             for p in args.pruners.split(",") if p]
-            print_table(f"(a) pruning vs none ({args.trials} trials)", rows, none)
+            seeds = [first_seed + i for i in range(args.seeds)]
+            labels = {"no pruning": "none", **{f"pruner {p}": p for p in args.pruners.split(",") if p}}
+            runs: dict[str, list[dict]] = {label: [] for label in labels}
+            for seed in seeds:  # interleaved: a slow spell of the machine hits every configuration
+                for label, pruner in labels.items():
+                    row = run_study(base, workdir, f"{label} {seed}".replace(" ", "-"),
+                                    **{"tune.pruner": pruner, "tune.sampler_seed": seed})
+                    runs[label].append(row)
+                    print(f"  seed {seed} {label}: {row['seconds']:.1f} s, best {row['best']:.4f}", flush=True)
+            pruning_table(args.trials, seeds, runs)
         if args.only == "pruning":
             return
 
         # same compute per trial (architecture and batch fixed, no early stopping), so the
         # ratio measures parallelism, not which architectures each run happened to sample
         fixed = {"tune.pruner": "none", "tune.trials": args.parallel_trials,
-                 "train.patience": args.epochs,
+                 "train.patience": epochs,
                  "tune.space": {k: v.model_dump() for k, v in base.tune.space.items()
                                 if k in ("train.learning_rate", "train.weight_decay", "model.dropout")}}
         serial = run_study(base, workdir, "1 worker", **fixed)
         parallel = run_study(base, workdir, "2 workers", **fixed, **{"tune.workers": 2})
-        print_table(f"(b) workers, {args.parallel_trials} trials x {args.epochs} epochs, fixed "
+        print_table(f"(b) workers, {args.parallel_trials} trials x {epochs} epochs, fixed "
                     "architecture, no pruning, 1 torch thread each",
                     [serial, parallel], serial)
-        one_by_one, at_once = control(data, args.epochs)
-        print(f"control: 2 plain training processes ({args.epochs} epochs each) one after the other "
+        one_by_one, at_once = control(data, epochs)
+        print(f"control: 2 plain training processes ({epochs} epochs each) one after the other "
               f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
               f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)")
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")

@@ -88,7 +88,7 @@ def tune_command(
     trials: Optional[int] = typer.Option(None, min=1, help="trials in the study in total (tune.trials)"),
     timeout: Optional[float] = typer.Option(None, help="seconds for this run (tune.timeout)"),
     workers: Optional[int] = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
-    pruner: Optional[str] = typer.Option(None, help="median | hyperband | none (tune.pruner)"),
+    pruner: Optional[str] = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
     storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tune.storage)"),
     dashboard: bool = typer.Option(False, "--dashboard", help="open optuna-dashboard over the storage instead"),
     port: int = typer.Option(8080, help="dashboard port on 127.0.0.1"),

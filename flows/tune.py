@@ -19,7 +19,7 @@ class TuneParams(BaseModel):
     trials: int | None = Field(None, ge=1, description="override tune.trials (total in the study)")
     timeout: float | None = Field(None, gt=0, description="override tune.timeout (seconds, this run)")
     workers: int | None = Field(None, ge=1, description="override tune.workers (trials at once)")
-    pruner: str | None = Field(None, description="override tune.pruner: median | hyperband | none")
+    pruner: str | None = Field(None, description="override tune.pruner: hyperband | median | none")
     storage: str | None = Field(None, description="override tune.storage (SQLAlchemy URL)")
 
     def settings(self) -> Settings:

@@ -231,7 +231,6 @@ class Objective:
 
         def on_epoch(m: EpochMetrics) -> None:
             history.append(asdict(m))
-            trial.set_user_attr(HISTORY_ATTR, history)
             value = getattr(m, cfg.metric)
             if not math.isfinite(value):
                 raise FloatingPointError(f"{cfg.metric} is {value} at epoch {m.epoch} (diverged)")
@@ -242,8 +241,11 @@ class Objective:
                 # the launcher died (kill -9): stop; the trial goes stale and is retried later
                 os._exit(1)
 
-        result = train(model, self.splits["train"], self.splits["val"], trial_settings.train,
-                       on_epoch=on_epoch)
+        try:
+            result = train(model, self.splits["train"], self.splits["val"], trial_settings.train,
+                           on_epoch=on_epoch)
+        finally:  # complete, pruned or failed: one write (per epoch, it grew with every epoch)
+            trial.set_user_attr(HISTORY_ATTR, history)
         trial.set_user_attr("best_epoch", result.best_epoch)
         return getattr(result.best, cfg.metric)
 
@@ -260,15 +262,22 @@ def load_splits(settings: Settings) -> dict[str, Any]:
 # --- running trials: inline or in K worker processes ------------------------------------
 
 class _StopWhenDone:
-    """Stop this worker once the study has `trials` finished (complete + pruned) trials."""
+    """Stop this worker once the study's finished (complete + pruned) trials and the ones other
+    workers are running make `trials`: no worker starts a trial past the total."""
 
     def __init__(self, trials: int):
         self.trials = trials
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        if sum(s in DONE for s in states) >= self.trials or states.count(TrialState.FAIL) > self.trials:
+        failed = sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))
+        if _started(study) >= self.trials or failed > self.trials:
             study.stop()
+
+
+def _started(study: optuna.Study) -> int:
+    """Finished trials plus the ones running now (in other workers: this one's has finished).
+    Two workers checking in the same instant can still each start one: at most K-1 over."""
+    return sum(t.state in (*DONE, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
 
 
 def run_worker(settings_json: str, name: str, url: str, worker: int,
@@ -282,7 +291,7 @@ def run_worker(settings_json: str, name: str, url: str, worker: int,
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(cfg, 1009 * worker + seen),
                               pruner=make_pruner(cfg))
-    if sum(t.state in DONE for t in study.get_trials(deepcopy=False)) >= cfg.trials:
+    if _started(study) >= cfg.trials:
         return
     study.optimize(Objective(settings, splits, watch_parent=spawned), timeout=cfg.timeout,
                    callbacks=[*callbacks, _StopWhenDone(cfg.trials)],
@@ -310,15 +319,23 @@ def tune(settings: Settings, data_version: str, callbacks: Sequence[TrialCallbac
 
 def _run_processes(payload: str, name: str, url: str, workers: int,
                    callbacks: Sequence[TrialCallback]) -> None:
-    """K worker processes (`python -m modelmill.tuning`), each with its own torch threads."""
+    """K workers: K-1 processes (`python -m modelmill.tuning`, each with its own torch threads)
+    and this process, whose imports and data are warm: it runs trials while they start up."""
     with tempfile.TemporaryDirectory(prefix="modelmill-tune-") as tmp:
         spec = Path(tmp) / "worker.pickle"
         spec.write_bytes(pickle.dumps((payload, name, url, tuple(callbacks))))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         procs = [subprocess.Popen([sys.executable, "-m", "modelmill.tuning", str(spec), str(i)],
-                                  env=env) for i in range(workers)]
-        codes = [proc.wait() for proc in procs]
-    failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes)) if c]
+                                  env=env) for i in range(1, workers)]
+        try:
+            run_worker(payload, name, url, 0, callbacks)
+        except BaseException:
+            for proc in procs:  # interrupted: the study keeps what finished; resume later
+                proc.terminate()
+            raise
+        finally:
+            codes = [proc.wait() for proc in procs]
+    failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes), 1) if c]
     if failed:
         raise TuningError(f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "
                           "finished trials (run the same command again to resume)")

@@ -112,4 +112,7 @@ def test_unreachable_storage_is_one_clear_error(settings, tmp_path):
 def test_two_worker_processes_share_one_study(settings, tmp_path):
     result = tuning.tune(settings.override({"tune.trials": 4, "tune.workers": 2}), "v1", root=tmp_path)
     numbers = [t.number for t in _study(result).trials]
-    assert len(numbers) == len(set(numbers)) and result.states["complete"] >= 4
+    assert len(numbers) == len(set(numbers))
+    # no worker starts a trial once the finished + running ones make the total (a race of
+    # two workers checking in the same instant can add one: K-1 at most)
+    assert 4 <= result.states["complete"] <= 5
