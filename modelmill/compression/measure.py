@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -14,6 +13,7 @@ from modelmill.compression.methods import Variant
 from modelmill.compression.storage import dense_size
 from modelmill.config import CompressConfig
 from modelmill.evaluation import evaluate_predictions
+from modelmill.training import torch_threads
 
 WARMUP_RUNS = 3
 
@@ -49,7 +49,7 @@ def measure(variant: Variant, test_xy: tuple[torch.Tensor, torch.Tensor], classe
             cfg: CompressConfig, latency: dict[int, float] | None = None) -> VariantRow:
     """The row of one variant; `latency` when timed with the others (interleaved_latency_ms)."""
     x, y = test_xy
-    with fixed_threads(cfg.threads), torch.inference_mode():
+    with torch_threads(cfg.threads), torch.inference_mode():
         predicted = torch.cat([variant.module(x[s:s + 512]) for s in range(0, len(x), 512)]).argmax(1)
     latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
     report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
@@ -68,16 +68,6 @@ def compare_to_baseline(rows: list[VariantRow], baseline: VariantRow) -> None:
         row.speedup = {b: baseline.latency_ms[b] / row.latency_ms[b] for b in row.latency_ms}
 
 
-@contextmanager
-def fixed_threads(threads: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
     """`size` test items (cycled when the split is smaller)."""
     repeats = -(-size // len(x))
@@ -90,7 +80,7 @@ def interleaved_latency_ms(modules: list[nn.Module], x: torch.Tensor,
     (every module once per round) so that a change in machine load hits all of them alike."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings = [{size: [] for size in batches} for _ in modules]
-    with fixed_threads(cfg.threads), torch.inference_mode():
+    with torch_threads(cfg.threads), torch.inference_mode():
         for module in modules:
             for batch in batches.values():
                 for _ in range(WARMUP_RUNS):
