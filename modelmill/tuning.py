@@ -276,7 +276,15 @@ class _StopWhenDone:
 
 def _started(study: optuna.Study) -> int:
     """Finished trials plus the ones running now (in other workers: this one's has finished).
-    Two workers checking in the same instant can still each start one: at most K-1 over."""
+
+    A trial of a killed process stays RUNNING until its heartbeat is past the grace period:
+    fail those first (Optuna's own check, which also enqueues their retry), so that they
+    neither count nor stop this worker before their retry ran. Two workers checking in the
+    same instant can still each start one: at most K-1 over.
+    """
+    with warnings.catch_warnings():  # marked experimental, like the heartbeats it serves
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     return sum(t.state in (*DONE, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
 
 

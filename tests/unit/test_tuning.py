@@ -116,3 +116,20 @@ def test_two_worker_processes_share_one_study(settings, tmp_path):
     # no worker starts a trial once the finished + running ones make the total (a race of
     # two workers checking in the same instant can add one: K-1 at most)
     assert 4 <= result.states["complete"] <= 5
+
+
+def test_a_dead_workers_trial_is_failed_and_retried_not_counted(settings, tmp_path):
+    """Killed with 2 trials complete and the 3rd running: the same run resumes to 3 complete."""
+    import time
+
+    first = tuning.tune(settings.override({"tune.trials": 2}), "v1", root=tmp_path)
+    study = _study(first)
+    orphan = study.ask()  # the trial a killed process left RUNNING, its heartbeat going stale
+    study._storage.record_heartbeat(orphan._trial_id)
+    time.sleep(settings.tune.grace_period + 1)
+    result = tuning.tune(settings, "v1", root=tmp_path)
+    trials = _study(result).trials
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert result.states["complete"] == 3 and result.states["running"] == 0
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert retry and retry[0].state == TrialState.COMPLETE
