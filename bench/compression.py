@@ -39,24 +39,37 @@ SWEEP = {"width_hidden": [(8, 32), (12, 64), (16, 64)], "temperature": [2.0, 4.0
 def main() -> None:
     args = parse_args()
     config = Path(args.config)
-    settings = load_settings(config if config.exists() else None,
-                             {"compress.threads": args.threads, "compress.latency_repeats": args.repeats,
-                              "train.num_threads": args.train_threads})
+    settings = load_settings(
+        config if config.exists() else None,
+        {
+            "compress.threads": args.threads,
+            "compress.latency_repeats": args.repeats,
+            "train.num_threads": args.train_threads,
+        },
+    )
     module = source_module(settings.data.source)
     dataset = Dataset(module.SCHEMA, *module.load())
-    splits = {k: to_tensors(v, dataset.schema) for k, v in split_frame(dataset.labeled(), settings.split).items()}
+    splits = {
+        k: to_tensors(v, dataset.schema) for k, v in split_frame(dataset.labeled(), settings.split).items()
+    }
     classes = list(dataset.schema.classes)
     champion = load_or_train(args.champion, dataset, splits, settings)
     tick = time.perf_counter()
-    report = compress(champion, dataset.schema.image_shape, splits, classes, settings.compress, settings.train)
-    print(f"\ncompress: {len(report.rows)} variants built and measured in {time.perf_counter() - tick:.1f} s "
-          f"(latency: median of {settings.compress.latency_repeats} runs, {settings.compress.threads} thread(s), "
-          f"test split of {len(splits['test'][1])} items)\n")
+    report = compress(
+        champion, dataset.schema.image_shape, splits, classes, settings.compress, settings.train
+    )
+    print(
+        f"\ncompress: {len(report.rows)} variants built and measured in {time.perf_counter() - tick:.1f} s "
+        f"(latency: median of {settings.compress.latency_repeats} runs, {settings.compress.threads} thread(s), "
+        f"test split of {len(splits['test'][1])} items)\n"
+    )
     print_table(report.rows, settings.compress.latency_batch_sizes)
     print("\n" + report.selection.summary())
     if report.onnx:
-        print(f"ONNX of `{report.selection.chosen}`: {report.onnx.size_bytes} bytes, max |diff| "
-              f"{report.onnx.max_abs_diff:.3g} vs torch, label agreement {report.onnx.label_agreement:.4f}")
+        print(
+            f"ONNX of `{report.selection.chosen}`: {report.onnx.size_bytes} bytes, max |diff| "
+            f"{report.onnx.max_abs_diff:.3g} vs torch, label agreement {report.onnx.label_agreement:.4f}"
+        )
     elif report.onnx_error:
         print(f"ONNX: {report.onnx_error}")
     print_targets(report)
@@ -65,12 +78,18 @@ def main() -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--champion", help="torch-pickled ConvNet (default: train one with the config)")
     parser.add_argument("--config", default="params.yaml")
     parser.add_argument("--threads", type=int, default=1, help="torch threads while timing")
-    parser.add_argument("--train-threads", type=int, default=1,
-                        help="torch threads while training (1 is fastest on a shared 2-core box)")
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="torch threads while training (1 is fastest on a shared 2-core box)",
+    )
     parser.add_argument("--repeats", type=int, help="timed runs per variant and batch size (median)")
     parser.add_argument("--sweep", action="store_true", help="try distillation students/T/alpha")
     return parser.parse_args()
@@ -82,20 +101,27 @@ def load_or_train(path, dataset, splits, settings):
     tick = time.perf_counter()
     model = build_model(dataset.schema.image_shape, len(dataset.schema.classes), settings.model)
     result = train(model, splits["train"], splits["val"], settings.train)
-    print(f"champion: trained with the default config in {time.perf_counter() - tick:.1f} s "
-          f"(best epoch {result.best_epoch}, val accuracy {result.best.val_accuracy:.4f})")
+    print(
+        f"champion: trained with the default config in {time.perf_counter() - tick:.1f} s "
+        f"(best epoch {result.best_epoch}, val accuracy {result.best.val_accuracy:.4f})"
+    )
     return result.model
 
 
 def print_table(rows, batch_sizes) -> None:
-    head = (f"{'variant':24s} {'acc':>7s} {'d_acc':>7s} {'size B':>8s} {'size x':>7s} {'dense B':>8s} "
-            f"{'params':>7s} {'nonzero':>7s} " + " ".join(f"{f'lat b{b} ms':>11s} {f'speed b{b}':>9s}" for b in batch_sizes))
+    head = (
+        f"{'variant':24s} {'acc':>7s} {'d_acc':>7s} {'size B':>8s} {'size x':>7s} {'dense B':>8s} "
+        f"{'params':>7s} {'nonzero':>7s} "
+        + " ".join(f"{f'lat b{b} ms':>11s} {f'speed b{b}':>9s}" for b in batch_sizes)
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         timing = " ".join(f"{r.latency_ms[b]:11.3f} {r.speedup[b]:8.2f}x" for b in batch_sizes)
-        print(f"{r.name:24s} {r.accuracy:7.4f} {r.accuracy_delta_points:+7.2f} {r.size_bytes:8d} "
-              f"{r.size_ratio:6.3f}x {r.dense_size_bytes:8d} {r.parameters:7d} {r.nonzero_parameters:7d} {timing}")
+        print(
+            f"{r.name:24s} {r.accuracy:7.4f} {r.accuracy_delta_points:+7.2f} {r.size_bytes:8d} "
+            f"{r.size_ratio:6.3f}x {r.dense_size_bytes:8d} {r.parameters:7d} {r.nonzero_parameters:7d} {timing}"
+        )
 
 
 def print_targets(report) -> None:
@@ -109,12 +135,17 @@ def print_targets(report) -> None:
             line(r.size_ratio <= 0.30, f"{name} size <= 0.30x: {r.size_ratio:.3f}x")
             if 256 in r.speedup:
                 line(r.speedup[256] >= 1.5, f"{name} >= 1.5x faster at batch 256: {r.speedup[256]:.2f}x")
-            line(r.accuracy_delta_points >= -0.5, f"{name} accuracy drop <= 0.5 point: {r.accuracy_delta_points:+.2f}")
+            line(
+                r.accuracy_delta_points >= -0.5,
+                f"{name} accuracy drop <= 0.5 point: {r.accuracy_delta_points:+.2f}",
+            )
     for name in ("distilled", "distilled_static_int8"):
         if name in report.variants:
             r = report.row(name)
-            line(r.size_ratio <= 0.25 and r.accuracy_delta_points >= -1.0,
-                 f"{name} >= 4x smaller ({1 / r.size_ratio:.1f}x) within 1 point ({r.accuracy_delta_points:+.2f})")
+            line(
+                r.size_ratio <= 0.25 and r.accuracy_delta_points >= -1.0,
+                f"{name} >= 4x smaller ({1 / r.size_ratio:.1f}x) within 1 point ({r.accuracy_delta_points:+.2f})",
+            )
 
 
 def sweep(champion, dataset, splits, settings, baseline) -> None:
@@ -124,17 +155,28 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
     arch, cfg = architecture_of(champion, dataset.schema.image_shape), settings.compress
     classes = list(dataset.schema.classes)
     print("\ndistillation sweep (student trained with the same train config; alpha=0 is plain CE):")
-    print(f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} {'size x':>7s} {'acc':>7s} {'d_acc':>7s}")
+    print(
+        f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} {'size x':>7s} {'acc':>7s} {'d_acc':>7s}"
+    )
     grid = itertools.product(SWEEP["width_hidden"], SWEEP["temperature"], SWEEP["alpha"])
     plain = [((w, h), 1.0, 0.0) for w, h in SWEEP["width_hidden"]]
     for (width, hidden), temperature, alpha in [*plain, *grid]:
-        trial = cfg.model_copy(update={"student_width": width, "student_hidden": hidden,
-                                       "temperature": temperature, "alpha": alpha})
+        trial = cfg.model_copy(
+            update={
+                "student_width": width,
+                "student_hidden": hidden,
+                "temperature": temperature,
+                "alpha": alpha,
+            }
+        )
         student = methods.distilled(champion, arch, splits["train"], splits["val"], trial, settings.train)
         row = measure(student, splits["test"], classes, trial)
         compare_to_baseline([row], baseline)
-        print(f"{width:5d} {hidden:6d} {temperature:4g} {alpha:5g} {row.parameters:7d} {row.size_ratio:6.3f}x "
-              f"{row.accuracy:7.4f} {row.accuracy_delta_points:+7.2f}", flush=True)
+        print(
+            f"{width:5d} {hidden:6d} {temperature:4g} {alpha:5g} {row.parameters:7d} {row.size_ratio:6.3f}x "
+            f"{row.accuracy:7.4f} {row.accuracy_delta_points:+7.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,11 @@ def write_export(path: Path, ids: list[str], annotators: int) -> None:
             anns = []
             for a in range(1, annotators + 1):
                 label = str(truth[t]) if rng.random() < 0.85 else str(rng.integers(0, 10))
-                anns.append(sim.annotation(ann_id, a, label, minute=t % 60, as_object=a == 1,
-                                           cancelled=rng.random() < 0.01))
+                anns.append(
+                    sim.annotation(
+                        ann_id, a, label, minute=t % 60, as_object=a == 1, cancelled=rng.random() < 0.01
+                    )
+                )
                 ann_id += 1
             task = sim.task(t + 1, item_id, anns, predictions=[str(truth[t])], image=image)
             out.write(("," if t else "") + json.dumps(task))
@@ -72,9 +75,11 @@ def child(mode: str, data_dir: str, export: str) -> None:
         from modelmill.labels import import_exports
 
         report = import_exports(data_dir, [export], LabelsConfig())
-        detail = f"{report.tasks} tasks, {report.used} votes used, {report.labels_new} new labels, " \
-                 f"{len(report.review)} for review, kappa {report.resolution.kappa}, " \
-                 f"files written: {len(report.written)}"
+        detail = (
+            f"{report.tasks} tasks, {report.used} votes used, {report.labels_new} new labels, "
+            f"{len(report.review)} for review, kappa {report.resolution.kappa}, "
+            f"files written: {len(report.written)}"
+        )
     else:
         with open(export) as f:
             detail = f"{len(json.load(f))} tasks loaded"
@@ -84,8 +89,13 @@ def child(mode: str, data_dir: str, export: str) -> None:
 
 
 def run(mode: str, data_dir: Path, export: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, str(data_dir), str(export)],
-                         check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(data_dir), str(export)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -105,16 +115,23 @@ def main() -> None:
     start = time.perf_counter()
     write_export(export, ids, args.annotators)
     size_mb = export.stat().st_size / 2**20
-    print(f"export: {args.tasks:,} tasks x {args.annotators} annotators, {size_mb:.0f} MB "
-          f"(generated in {time.perf_counter() - start:.1f} s)")
+    print(
+        f"export: {args.tasks:,} tasks x {args.annotators} annotators, {size_mb:.0f} MB "
+        f"(generated in {time.perf_counter() - start:.1f} s)"
+    )
     reference = run("json.load", work / "data", export)
     result = run("import", work / "data", export)
     again = run("import", work / "data", export)
     print(f"{'step':<34}{'seconds':>9}{'peak MB':>10}{'time x ref':>12}{'mem x ref':>11}")
-    for name, row in (("reference: json.load (parse only)", reference), ("modelmill import_exports (all)", result),
-                      ("same export again (no-op)", again)):
-        print(f"{name:<34}{row['seconds']:>9.1f}{row['peak_mb']:>10.0f}"
-              f"{row['seconds'] / reference['seconds']:>12.2f}{row['peak_mb'] / reference['peak_mb']:>11.2f}")
+    for name, row in (
+        ("reference: json.load (parse only)", reference),
+        ("modelmill import_exports (all)", result),
+        ("same export again (no-op)", again),
+    ):
+        print(
+            f"{name:<34}{row['seconds']:>9.1f}{row['peak_mb']:>10.0f}"
+            f"{row['seconds'] / reference['seconds']:>12.2f}{row['peak_mb'] / reference['peak_mb']:>11.2f}"
+        )
     print(f"import: {result['detail']}")
     ok = result["seconds"] < 30 and result["peak_mb"] < 1024
     print(f"target (< 30 s, < 1024 MB): {'met' if ok else 'MISSED'}")

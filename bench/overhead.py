@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-BARE = r'''
+BARE = r"""
 import json, sys, time, torch
 from modelmill.config import load_settings
 from modelmill.data import load_dataset, to_tensors
@@ -54,7 +53,7 @@ report = evaluate_model(result.model, *xy["test"], list(ds.schema.classes))
 torch.save(result.model.state_dict(), f"{project}/bare.pt")
 print(json.dumps({"train_seconds": result.seconds, "samples_per_second": result.samples_per_second,
                   "accuracy": report.accuracy}))
-'''
+"""
 
 
 def free_port() -> int:
@@ -74,8 +73,13 @@ def make_project(root: Path, epochs: int, width: int, hidden: int) -> Path:
     params["compress"]["enabled"] = False  # compression is extra work the bare script does not do
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = clean_env(root)
-    subprocess.run([str(BIN / "modelmill"), "data", "bootstrap", "--force"], cwd=root, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(BIN / "modelmill"), "data", "bootstrap", "--force"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return root
 
 
@@ -99,18 +103,27 @@ def modelmill_throughput(root: Path) -> tuple[float, float]:
 
     client = MlflowClient(f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("modelmill")
-    run = client.search_runs([exp.experiment_id], "tags.flow = 'retrain'",
-                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    run = client.search_runs(
+        [exp.experiment_id], "tags.flow = 'retrain'", order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
     return run.data.metrics["train_samples_per_second"], run.data.metrics["train_seconds"]
 
 
 def with_server(root: Path):
     port = free_port()
-    env = clean_env(root, PREFECT_SERVER_ANALYTICS_ENABLED="false",  # its own database:
-                    PREFECT_HOME=str(root / ".modelmill/prefect-server"))
+    env = clean_env(
+        root,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",  # its own database:
+        PREFECT_HOME=str(root / ".modelmill/prefect-server"),
+    )
     log = open(root / "prefect-server.log", "w")
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/api"
     import urllib.request
 
@@ -135,12 +148,18 @@ def main() -> None:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         root = make_project(Path(tmp) / "project", args.epochs, args.width, args.hidden)
-        print(f"Fashion-MNIST, {args.epochs} epochs, width {args.width}, hidden {args.hidden}; "
-              f"{os.cpu_count()} CPUs, torch threads default, {args.repeats} repeats", flush=True)
+        print(
+            f"Fashion-MNIST, {args.epochs} epochs, width {args.width}, hidden {args.hidden}; "
+            f"{os.cpu_count()} CPUs, torch threads default, {args.repeats} repeats",
+            flush=True,
+        )
         modelmill = [str(BIN / "modelmill"), "run", "--force"]
         wall, _ = timed([*modelmill, "--epochs", "1"], root, clean_env(root))
-        print(f"first run on the fresh project (1 epoch; creates the MLflow and Prefect databases, "
-              f"registers the first champion): {wall:.1f} s, untimed below", flush=True)
+        print(
+            f"first run on the fresh project (1 epoch; creates the MLflow and Prefect databases, "
+            f"registers the first champion): {wall:.1f} s, untimed below",
+            flush=True,
+        )
         sides = {"bare PyTorch script": None, "modelmill run (ephemeral Prefect API)": clean_env(root)}
         server = None
         if not args.skip_server:
@@ -150,7 +169,7 @@ def main() -> None:
         try:
             order = list(sides)
             for repeat in range(1, args.repeats + 1):
-                for name in order[repeat - 1:] + order[:repeat - 1]:  # rotated: no side always first
+                for name in order[repeat - 1 :] + order[: repeat - 1]:  # rotated: no side always first
                     env = sides[name]
                     if env is None:
                         wall, out = timed([sys.executable, "-c", BARE, str(root)], root, clean_env(root))
@@ -159,8 +178,11 @@ def main() -> None:
                     else:
                         wall, _ = timed(modelmill, root, env)
                         runs[name].append((wall, *modelmill_throughput(root)))
-                    print(f"[{repeat}/{args.repeats}] {name}: {wall:.1f} s wall, "
-                          f"{runs[name][-1][2]:.1f} s training", flush=True)
+                    print(
+                        f"[{repeat}/{args.repeats}] {name}: {wall:.1f} s wall, "
+                        f"{runs[name][-1][2]:.1f} s training",
+                        flush=True,
+                    )
         finally:
             if server is not None:
                 server.terminate()
@@ -170,20 +192,28 @@ def main() -> None:
 
 def report(rows: dict[str, tuple[float, float, float]]) -> None:
     bare_wall, bare_sps, bare_train = rows["bare PyTorch script"]
-    print(f"\n{'side (fastest of the repeats)':42} {'wall s':>8} {'train s':>8} {'samples/s':>10} "
-          f"{'wall ratio':>10} {'overhead':>9} {'fixed s':>8} {'fixed %':>8} {'sps ratio':>9}")
+    print(
+        f"\n{'side (fastest of the repeats)':42} {'wall s':>8} {'train s':>8} {'samples/s':>10} "
+        f"{'wall ratio':>10} {'overhead':>9} {'fixed s':>8} {'fixed %':>8} {'sps ratio':>9}"
+    )
     verdicts = []
     for name, (wall, sps, train_s) in rows.items():
         fixed = (wall - train_s) - (bare_wall - bare_train)
-        print(f"{name:42} {wall:8.1f} {train_s:8.1f} {sps:10.0f} {wall / bare_wall:10.3f} "
-              f"{(wall - bare_wall) / bare_wall:9.1%} {fixed:8.1f} {fixed / bare_wall:8.1%} {sps / bare_sps:9.3f}")
+        print(
+            f"{name:42} {wall:8.1f} {train_s:8.1f} {sps:10.0f} {wall / bare_wall:10.3f} "
+            f"{(wall - bare_wall) / bare_wall:9.1%} {fixed:8.1f} {fixed / bare_wall:8.1%} {sps / bare_sps:9.3f}"
+        )
         if name != "bare PyTorch script":
-            verdicts.append(f"{name.split('(')[-1].rstrip(')')}: fixed {fixed / bare_wall:.1%} "
-                            f"{'PASS' if fixed / bare_wall < 0.15 else 'MISS'}")
-    print("\noverhead = (wall - bare wall) / bare wall: moves with the machine's training speed, which"
-          "\n  varied by +-10% between runs here (sps ratio); fixed s = time outside the training loop"
-          "\n  minus the bare script's (orchestration + tracking), fixed % = fixed s / bare wall."
-          "\ntarget < 15% for a ~1 minute training: " + "; ".join(verdicts))
+            verdicts.append(
+                f"{name.split('(')[-1].rstrip(')')}: fixed {fixed / bare_wall:.1%} "
+                f"{'PASS' if fixed / bare_wall < 0.15 else 'MISS'}"
+            )
+    print(
+        "\noverhead = (wall - bare wall) / bare wall: moves with the machine's training speed, which"
+        "\n  varied by +-10% between runs here (sps ratio); fixed s = time outside the training loop"
+        "\n  minus the bare script's (orchestration + tracking), fixed % = fixed s / bare wall."
+        "\ntarget < 15% for a ~1 minute training: " + "; ".join(verdicts)
+    )
 
 
 if __name__ == "__main__":

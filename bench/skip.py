@@ -21,8 +21,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("modelmill", "tasks", "flows", "params.yaml", "pyproject.toml", ".dvc", ".dvcignore",
-           ".gitignore", "data.dvc")
+SOURCES = (
+    "modelmill",
+    "tasks",
+    "flows",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+    "data.dvc",
+)
 
 
 def make_project(dest: Path) -> Path:
@@ -66,11 +75,17 @@ def main() -> int:
     print(f"{'run':<36} {'wall s':>8}")
     for name, seconds in rows:
         print(f"{name:<36} {seconds:8.2f}")
-    print(f"{'ratio unchanged / full':<36} {ratio:8.3f}   target < 0.10: {'met' if ratio < 0.10 else 'NOT met'}")
+    print(
+        f"{'ratio unchanged / full':<36} {ratio:8.3f}   target < 0.10: {'met' if ratio < 0.10 else 'NOT met'}"
+    )
     out = REPO / "bench" / "results" / "skip.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"full_s": full_s, "unchanged_s": skip_s, "ratio": ratio,
-                               "epochs": args.epochs or "params.yaml"}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"full_s": full_s, "unchanged_s": skip_s, "ratio": ratio, "epochs": args.epochs or "params.yaml"},
+            indent=2,
+        )
+    )
     shutil.rmtree(project, ignore_errors=True)
     return 0 if ratio < 0.10 else 1
 

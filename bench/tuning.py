@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import optuna  # noqa: E402
 import yaml  # noqa: E402
 
+import optuna  # noqa: E402
 from modelmill import tuning  # noqa: E402
 from modelmill.config import Settings, load_settings  # noqa: E402
 from modelmill.data import bootstrap  # noqa: E402
@@ -45,44 +45,69 @@ def run_study(base: Settings, workdir: Path, label: str, **overrides) -> dict:
     started = time.perf_counter()
     result = tuning.tune(settings, "bench", root=store)
     seconds = time.perf_counter() - started
-    epochs = sum(len(t.user_attrs.get(tuning.HISTORY_ATTR, []))
-                 for t in optuna.load_study(study_name=result.study_name, storage=result.storage).trials)
-    return {"label": label, "seconds": seconds, "best": result.best_value, "epochs": epochs,
-            "complete": result.states["complete"], "pruned": result.states["pruned"]}
+    epochs = sum(
+        len(t.user_attrs.get(tuning.HISTORY_ATTR, []))
+        for t in optuna.load_study(study_name=result.study_name, storage=result.storage).trials
+    )
+    return {
+        "label": label,
+        "seconds": seconds,
+        "best": result.best_value,
+        "epochs": epochs,
+        "complete": result.states["complete"],
+        "pruned": result.states["pruned"],
+    }
 
 
 def print_table(title: str, rows: list[dict], reference: dict) -> None:
     print(f"\n{title}")
-    print(f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best val':>10}"
-          f"{'epochs':>8}{'complete':>10}{'pruned':>8}")
+    print(
+        f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best val':>10}"
+        f"{'epochs':>8}{'complete':>10}{'pruned':>8}"
+    )
     for row in rows:
         speedup = reference["seconds"] / row["seconds"]
         saved = 1 - row["seconds"] / reference["seconds"]
-        print(f"{row['label']:<22}{row['seconds']:>9.1f}{speedup:>10.2f}{saved:>11.0%}"
-              f"{row['best']:>10.4f}{row['epochs']:>8}{row['complete']:>10}{row['pruned']:>8}")
+        print(
+            f"{row['label']:<22}{row['seconds']:>9.1f}{speedup:>10.2f}{saved:>11.0%}"
+            f"{row['best']:>10.4f}{row['epochs']:>8}{row['complete']:>10}{row['pruned']:>8}"
+        )
 
 
 def pruning_table(trials: int, seeds: list[int], runs: dict[str, list[dict]]) -> None:
     """Per configuration: wall time summed over the seeds, best value mean and range."""
     reference = sum(r["seconds"] for r in runs["no pruning"])
     print(f"\n(a) pruning vs none: {trials} trials x {len(seeds)} sampler seeds {seeds}")
-    print(f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best mean':>11}"
-          f"{'best range':>19}{'epochs':>8}{'complete':>10}{'pruned':>8}")
+    print(
+        f"{'configuration':<22}{'wall s':>9}{'x faster':>10}{'time saved':>12}{'best mean':>11}"
+        f"{'best range':>19}{'epochs':>8}{'complete':>10}{'pruned':>8}"
+    )
     for label, rows in runs.items():
         wall, bests = sum(r["seconds"] for r in rows), [r["best"] for r in rows]
-        print(f"{label:<22}{wall:>9.1f}{reference / wall:>10.2f}{1 - wall / reference:>11.0%}"
-              f"{statistics.mean(bests):>11.4f}{f'{min(bests):.4f}-{max(bests):.4f}':>19}"
-              f"{sum(r['epochs'] for r in rows):>8}{sum(r['complete'] for r in rows):>10}"
-              f"{sum(r['pruned'] for r in rows):>8}")
+        print(
+            f"{label:<22}{wall:>9.1f}{reference / wall:>10.2f}{1 - wall / reference:>11.0%}"
+            f"{statistics.mean(bests):>11.4f}{f'{min(bests):.4f}-{max(bests):.4f}':>19}"
+            f"{sum(r['epochs'] for r in rows):>8}{sum(r['complete'] for r in rows):>10}"
+            f"{sum(r['pruned'] for r in rows):>8}"
+        )
     for label, rows in runs.items():
-        print(f"  {label:<20} per seed: " + ", ".join(
-            f"{r['seconds']:.1f} s / {r['best']:.4f}" for r in rows))
+        print(
+            f"  {label:<20} per seed: " + ", ".join(f"{r['seconds']:.1f} s / {r['best']:.4f}" for r in rows)
+        )
 
 
 def control_job(data_dir: str, epochs: int) -> None:
     """One fixed training run, 1 torch thread: the unit of work of the parallelism control."""
-    settings = load_settings(None, {"data.dir": data_dir, "train.device": "cpu", "train.epochs": epochs,
-                                    "train.patience": epochs, "train.num_threads": 1})
+    settings = load_settings(
+        None,
+        {
+            "data.dir": data_dir,
+            "train.device": "cpu",
+            "train.epochs": epochs,
+            "train.patience": epochs,
+            "train.num_threads": 1,
+        },
+    )
     splits = tuning.load_splits(settings)
     model = build_model(splits["schema"].image_shape, len(splits["schema"].classes), settings.model)
     train(model, splits["train"], splits["val"], settings.train)
@@ -91,6 +116,7 @@ def control_job(data_dir: str, epochs: int) -> None:
 def control(data_dir: Path, epochs: int) -> tuple[float, float]:
     """The machine's own 2-process speed-up now: 2 plain training processes one after the
     other vs at once (no Optuna). Other load on the machine shows up here too."""
+
     def jobs(at_once: bool) -> float:
         cmd = [sys.executable, __file__, "--control-job", str(data_dir), "--epochs", str(epochs)]
         started = time.perf_counter()
@@ -101,6 +127,7 @@ def control(data_dir: Path, epochs: int) -> tuple[float, float]:
             for _ in range(2):
                 subprocess.run(cmd, check=True)
         return time.perf_counter() - started
+
     return jobs(False), jobs(True)
 
 
@@ -112,8 +139,13 @@ def main() -> None:
     parser.add_argument("--parallel-trials", type=int, default=30)
     parser.add_argument("--pruners", default="median,hyperband")
     parser.add_argument("--config", default="params.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a configuration override (YAML value), e.g. tune.pruner_warmup_epochs=1")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration override (YAML value), e.g. tune.pruner_warmup_epochs=1",
+    )
     parser.add_argument("--only", choices=["pruning", "workers"], default=None)
     parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,45 +158,74 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="modelmill-bench-tune-") as tmp:
         workdir = Path(tmp)
         data = bootstrap(workdir / "data", "digits")
-        base = load_settings(config, {
-            "data.dir": str(data), "train.device": "cpu", "tune.threads_per_worker": 1,
-            "tune.epochs": args.epochs, "tune.timeout": None, "tune.warm_start": False,
-            "tune.workers": 1, "tune.trials": args.trials, **extra,
-        })
+        base = load_settings(
+            config,
+            {
+                "data.dir": str(data),
+                "train.device": "cpu",
+                "tune.threads_per_worker": 1,
+                "tune.epochs": args.epochs,
+                "tune.timeout": None,
+                "tune.warm_start": False,
+                "tune.workers": 1,
+                "tune.trials": args.trials,
+                **extra,
+            },
+        )
         epochs, first_seed = base.tune.epochs, base.tune.sampler_seed
-        print(f"digits, {args.trials} trials x <= {epochs} epochs, metric {base.tune.metric}, "
-              f"median pruner: {base.tune.pruner_startup_trials} startup trials, "
-              f"{base.tune.pruner_warmup_epochs} warm-up epochs; {os.cpu_count()} CPUs, "
-              f"load avg {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"digits, {args.trials} trials x <= {epochs} epochs, metric {base.tune.metric}, "
+            f"median pruner: {base.tune.pruner_startup_trials} startup trials, "
+            f"{base.tune.pruner_warmup_epochs} warm-up epochs; {os.cpu_count()} CPUs, "
+            f"load avg {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         if args.only != "workers":
             seeds = [first_seed + i for i in range(args.seeds)]
             labels = {"no pruning": "none", **{f"pruner {p}": p for p in args.pruners.split(",") if p}}
             runs: dict[str, list[dict]] = {label: [] for label in labels}
             for seed in seeds:  # interleaved: a slow spell of the machine hits every configuration
                 for label, pruner in labels.items():
-                    row = run_study(base, workdir, f"{label} {seed}".replace(" ", "-"),
-                                    **{"tune.pruner": pruner, "tune.sampler_seed": seed})
+                    row = run_study(
+                        base,
+                        workdir,
+                        f"{label} {seed}".replace(" ", "-"),
+                        **{"tune.pruner": pruner, "tune.sampler_seed": seed},
+                    )
                     runs[label].append(row)
-                    print(f"  seed {seed} {label}: {row['seconds']:.1f} s, best {row['best']:.4f}", flush=True)
+                    print(
+                        f"  seed {seed} {label}: {row['seconds']:.1f} s, best {row['best']:.4f}", flush=True
+                    )
             pruning_table(args.trials, seeds, runs)
         if args.only == "pruning":
-            return
+            return None
 
         # same compute per trial (architecture and batch fixed, no early stopping), so the
         # ratio measures parallelism, not which architectures each run happened to sample
-        fixed = {"tune.pruner": "none", "tune.trials": args.parallel_trials,
-                 "train.patience": epochs,
-                 "tune.space": {k: v.model_dump() for k, v in base.tune.space.items()
-                                if k in ("train.learning_rate", "train.weight_decay", "model.dropout")}}
+        fixed = {
+            "tune.pruner": "none",
+            "tune.trials": args.parallel_trials,
+            "train.patience": epochs,
+            "tune.space": {
+                k: v.model_dump()
+                for k, v in base.tune.space.items()
+                if k in ("train.learning_rate", "train.weight_decay", "model.dropout")
+            },
+        }
         serial = run_study(base, workdir, "1 worker", **fixed)
         parallel = run_study(base, workdir, "2 workers", **fixed, **{"tune.workers": 2})
-        print_table(f"(b) workers, {args.parallel_trials} trials x {epochs} epochs, fixed "
-                    "architecture, no pruning, 1 torch thread each",
-                    [serial, parallel], serial)
+        print_table(
+            f"(b) workers, {args.parallel_trials} trials x {epochs} epochs, fixed "
+            "architecture, no pruning, 1 torch thread each",
+            [serial, parallel],
+            serial,
+        )
         one_by_one, at_once = control(data, epochs)
-        print(f"control: 2 plain training processes ({epochs} epochs each) one after the other "
-              f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
-              f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)")
+        print(
+            f"control: 2 plain training processes ({epochs} epochs each) one after the other "
+            f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
+            f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)"
+        )
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
 
 

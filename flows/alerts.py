@@ -30,22 +30,39 @@ def failure_summary(flow_name: str, flow_run, state) -> dict:
     ui = PREFECT_UI_URL.value()
     run_url = f"{ui}/runs/flow-run/{flow_run.id}" if ui else None
     error = (state.message or "").strip() or "no error message"
-    task_lines = "\n".join(f"- task **{name}**: {message}" for name, message in failed) or "- (no task failed: the flow body raised)"
-    markdown = (f"# {flow_name} failed\n\nFlow run **{flow_run.name}** (`{flow_run.id}`) ended "
-                f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n## Error\n```\n{error[:2000]}\n```\n"
-                + (f"\nPrefect UI: [flow run]({run_url})\n" if run_url else ""))
-    return {"flow": flow_name, "flow_run_id": str(flow_run.id), "flow_run_name": flow_run.name,
-            "state": state.type.value, "error": error[:2000],
-            "failed_tasks": [{"task": name, "error": message} for name, message in failed],
-            "flow_run_url": run_url, "markdown": markdown}
+    task_lines = (
+        "\n".join(f"- task **{name}**: {message}" for name, message in failed)
+        or "- (no task failed: the flow body raised)"
+    )
+    markdown = (
+        f"# {flow_name} failed\n\nFlow run **{flow_run.name}** (`{flow_run.id}`) ended "
+        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n## Error\n```\n{error[:2000]}\n```\n"
+        + (f"\nPrefect UI: [flow run]({run_url})\n" if run_url else "")
+    )
+    return {
+        "flow": flow_name,
+        "flow_run_id": str(flow_run.id),
+        "flow_run_name": flow_run.name,
+        "state": state.type.value,
+        "error": error[:2000],
+        "failed_tasks": [{"task": name, "error": message} for name, message in failed],
+        "flow_run_url": run_url,
+        "markdown": markdown,
+    }
 
 
 def _failed_tasks(flow_run_id) -> list[tuple[str, str]]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState, TaskRunFilterStateType
-    from prefect.client.schemas.objects import StateType
-
     import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
 
     # task-run states reach the API through events, persisted a moment after the task ends:
     # poll briefly so the hook, which runs right after the failure, does not read too early
@@ -53,8 +70,12 @@ def _failed_tasks(flow_run_id) -> list[tuple[str, str]]:
         for _ in range(20):
             runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
-                    any_=[StateType.FAILED, StateType.CRASHED]))))
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(
+                        type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
+                    )
+                ),
+            )
             if runs:
                 break
             time.sleep(0.5)
@@ -66,9 +87,15 @@ def _create_artifact(flow_run_id, markdown: str) -> None:
     from prefect.client.schemas.actions import ArtifactCreate
 
     with get_client(sync_client=True) as client:
-        client.create_artifact(ArtifactCreate(key="retrain-failure", type="markdown", data=markdown,
-                                              description="modelmill failure summary",
-                                              flow_run_id=flow_run_id))
+        client.create_artifact(
+            ArtifactCreate(
+                key="retrain-failure",
+                type="markdown",
+                data=markdown,
+                description="modelmill failure summary",
+                flow_run_id=flow_run_id,
+            )
+        )
 
 
 def _webhook_url(parameters: dict) -> str | None:
@@ -82,7 +109,11 @@ def _webhook_url(parameters: dict) -> str | None:
 
 
 def notify(url: str, failure: dict, timeout: float = 5.0) -> None:
-    body = json.dumps({k: v for k, v in failure.items() if k != "markdown"} | {"text": failure["markdown"]}).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {k: v for k, v in failure.items() if k != "markdown"} | {"text": failure["markdown"]}
+    ).encode()
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         response.read()

@@ -5,14 +5,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from flows.env import configure
 
-app = typer.Typer(help="modelmill: nightly retraining of PyTorch models with Prefect, MLflow and DVC.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="modelmill: nightly retraining of PyTorch models with Prefect, MLflow and DVC.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 data_app = typer.Typer(help="The versioned dataset (DVC).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -29,23 +32,29 @@ def fail(message: str) -> None:
 def run(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    epochs: Optional[int] = typer.Option(None, min=1, help="override train.epochs"),
-    learning_rate: Optional[float] = typer.Option(None, help="override train.learning_rate"),
-    seed: Optional[int] = typer.Option(None, help="override train.seed"),
-    gate_tolerance: Optional[float] = typer.Option(None, help="override gate.tolerance"),
+    epochs: int | None = typer.Option(None, min=1, help="override train.epochs"),
+    learning_rate: float | None = typer.Option(None, help="override train.learning_rate"),
+    seed: int | None = typer.Option(None, help="override train.seed"),
+    gate_tolerance: float | None = typer.Option(None, help="override gate.tolerance"),
     force: bool = typer.Option(False, "--force", help="retrain even when nothing changed"),
     tune: int = typer.Option(0, "--tune", min=0, help="Optuna trials first (0 = off); train with the best"),
 ) -> None:
     """Run the retrain flow once: sync data, validate, train, evaluate, gate, register."""
-    from modelmill.errors import ModelmillError
-
     from flows.params import RetrainParams
     from flows.warmup import one_shot_run
+    from modelmill.errors import ModelmillError
 
     try:
-        params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
-                               learning_rate=learning_rate, seed=seed,
-                               gate_tolerance=gate_tolerance, force=force, tune=tune)
+        params = RetrainParams(
+            project_dir=project_dir,
+            config=config,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            seed=seed,
+            gate_tolerance=gate_tolerance,
+            force=force,
+            tune=tune,
+        )
         params.settings()  # a config error fails here, before Prefect starts
         with one_shot_run():
             from flows.retrain import retrain
@@ -63,8 +72,10 @@ def print_summary(summary: dict) -> None:
     ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
     if summary.get("skipped"):
-        console.print(f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
-                      "skipped retraining, its results below[/] (--force retrains)")
+        console.print(
+            f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
+            "skipped retraining, its results below[/] (--force retrains)"
+        )
     table = Table(title=f"retrain on data version {summary['data_version']}")
     table.add_column("test metric")
     table.add_column("challenger", justify="right")
@@ -73,42 +84,57 @@ def print_summary(summary: dict) -> None:
         champ = f"{ev['champion'][key]:.4f}" if ev["champion"] else "-"
         table.add_row(key, f"{ev['challenger'][key]:.4f}", champ)
     console.print(table)
-    verdict = "[green]promoted to champion[/]" if reg["promoted"] else \
-        f"[yellow]not promoted[/] (champion stays v{reg['champion_version']})"
+    verdict = (
+        "[green]promoted to champion[/]"
+        if reg["promoted"]
+        else f"[yellow]not promoted[/] (champion stays v{reg['champion_version']})"
+    )
     console.print(f"model [bold]{reg['name']}[/] version {reg['version']}: {verdict}")
     console.print(f"gate: {summary['gate_reason']}")
-    console.print(f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
-                  f"(or `modelmill ui`) at http://127.0.0.1:5000")
+    console.print(
+        f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
+        f"(or `modelmill ui`) at http://127.0.0.1:5000"
+    )
 
 
 @app.command("tune")
 def tune_command(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    trials: Optional[int] = typer.Option(None, min=1, help="trials in the study in total (tune.trials)"),
-    timeout: Optional[float] = typer.Option(None, help="seconds for this run (tune.timeout)"),
-    workers: Optional[int] = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
-    pruner: Optional[str] = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage URL (tune.storage)"),
-    dashboard: bool = typer.Option(False, "--dashboard", help="open optuna-dashboard over the storage instead"),
+    trials: int | None = typer.Option(None, min=1, help="trials in the study in total (tune.trials)"),
+    timeout: float | None = typer.Option(None, help="seconds for this run (tune.timeout)"),
+    workers: int | None = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
+    pruner: str | None = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
+    storage: str | None = typer.Option(None, help="Optuna storage URL (tune.storage)"),
+    dashboard: bool = typer.Option(
+        False, "--dashboard", help="open optuna-dashboard over the storage instead"
+    ),
     port: int = typer.Option(8080, help="dashboard port on 127.0.0.1"),
 ) -> None:
     """Tune hyperparameters: a pruned, resumable Optuna study; every trial an MLflow run."""
+    from flows.tune import TuneParams, tune
     from modelmill.errors import ModelmillError
 
-    from flows.tune import TuneParams, tune
-
     try:
-        params = TuneParams(project_dir=project_dir, config=config, trials=trials, timeout=timeout,
-                            workers=workers, pruner=pruner, storage=storage)
+        params = TuneParams(
+            project_dir=project_dir,
+            config=config,
+            trials=trials,
+            timeout=timeout,
+            workers=workers,
+            pruner=pruner,
+            storage=storage,
+        )
         settings = params.settings()  # a config error fails here, before Prefect starts
         if dashboard:
             raise typer.Exit(open_dashboard(settings, project_dir, port))
         result = tune(params)
     except ModelmillError as exc:
         fail(str(exc))
-    typer.echo(f"study {result['study_name']}: best value {result['best_value']} "
-               f"(trial {result['best_trial']}); trials {result['states']}")
+    typer.echo(
+        f"study {result['study_name']}: best value {result['best_value']} "
+        f"(trial {result['best_trial']}); trials {result['states']}"
+    )
     for key, value in result["best_params"].items():
         typer.echo(f"  {key} = {value}")
 
@@ -128,21 +154,26 @@ def open_dashboard(settings, project_dir: str, port: int) -> int:
 
 @app.command("compress")
 def compress_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m",
-                                        help="NAME@alias or NAME/version (default: registry.model_name@champion)"),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="NAME@alias or NAME/version (default: registry.model_name@champion)"
+    ),
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    budget_points: Optional[float] = typer.Option(None, help="override compress.budget_points"),
-    select_by: Optional[str] = typer.Option(None, help="override compress.select_by: size | latency"),
+    budget_points: float | None = typer.Option(None, help="override compress.budget_points"),
+    select_by: str | None = typer.Option(None, help="override compress.select_by: size | latency"),
 ) -> None:
     """Compress a registered model version; register the best variant within budget as NAME-compressed."""
+    from flows.compress import CompressParams, compress
     from modelmill.errors import ModelmillError
 
-    from flows.compress import CompressParams, compress
-
     try:
-        params = CompressParams(project_dir=project_dir, config=config, model=model,
-                                budget_points=budget_points, select_by=select_by)
+        params = CompressParams(
+            project_dir=project_dir,
+            config=config,
+            model=model,
+            budget_points=budget_points,
+            select_by=select_by,
+        )
         params.settings()
         summary = compress(params)
     except ModelmillError as exc:
@@ -154,14 +185,12 @@ def compress_command(
 def data_bootstrap(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    source: Optional[str] = typer.Option(None, help="dataset source (default: data.source of the config)"),
+    source: str | None = typer.Option(None, help="dataset source (default: data.source of the config)"),
     force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
 ) -> None:
     """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
-    from modelmill.config import load_settings
     from modelmill.data import bootstrap, missing_files
     from modelmill.errors import ModelmillError
-
     from tasks.data import version_data
 
     try:
@@ -182,7 +211,6 @@ def data_bootstrap(
 def data_status(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
     """Print the data version recorded in data.dvc and whether data/ matches it."""
     from modelmill.errors import ModelmillError
-
     from tasks.data import data_version, dvc_status
 
     try:
@@ -195,24 +223,30 @@ def data_status(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
 
 @app.command("import-labels")
 def import_labels_cmd(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Label Studio exports (JSON, JSON-MIN, CSV); "
-                                                 "none: the new files in labels.inbox"),
+    paths: list[Path] | None = typer.Argument(
+        None, help="Label Studio exports (JSON, JSON-MIN, CSV); none: the new files in labels.inbox"
+    ),
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    strategy: Optional[str] = typer.Option(None, help="override labels.strategy (majority | dawid_skene)"),
-    min_agreement: Optional[float] = typer.Option(None, help="override labels.min_agreement"),
-    strict: Optional[bool] = typer.Option(None, "--strict/--skip-bad-rows", help="override labels.strict"),
+    strategy: str | None = typer.Option(None, help="override labels.strategy (majority | dawid_skene)"),
+    min_agreement: float | None = typer.Option(None, help="override labels.min_agreement"),
+    strict: bool | None = typer.Option(None, "--strict/--skip-bad-rows", help="override labels.strict"),
 ) -> None:
     """Import Label Studio exports: consensus labels, archived export, a new data version."""
     from pydantic import ValidationError
 
+    from flows.import_labels import ImportLabelsParams, import_labels
     from modelmill.errors import ModelmillError
 
-    from flows.import_labels import ImportLabelsParams, import_labels
-
     try:
-        params = ImportLabelsParams(project_dir=project_dir, config=config, paths=[str(p.resolve()) for p in paths or []],
-                                    strategy=strategy, min_agreement=min_agreement, strict=strict)
+        params = ImportLabelsParams(
+            project_dir=project_dir,
+            config=config,
+            paths=[str(p.resolve()) for p in paths or []],
+            strategy=strategy,
+            min_agreement=min_agreement,
+            strict=strict,
+        )
         params.settings()
         result = import_labels(params)
     except ValidationError as exc:
@@ -227,41 +261,52 @@ def print_import(result: dict) -> None:
         typer.echo(f"no new exports; data version {result['data_version_after']}")
         return
     m = result["metrics"]
-    typer.echo(f"{int(m['tasks'])} tasks, {int(m['annotations_used'])} annotations used, "
-               f"{int(m['annotations_ignored'])} ignored {result['ignored'] or ''}, "
-               f"{int(m['annotations_skipped'])} skipped {result['skipped'] or ''}")
-    typer.echo(f"labels: {int(m['labels_new'])} new, {int(m['labels_changed'])} changed, "
-               f"{int(m['labels_unchanged'])} unchanged; {int(m['items_for_review'])} items for review")
+    typer.echo(
+        f"{int(m['tasks'])} tasks, {int(m['annotations_used'])} annotations used, "
+        f"{int(m['annotations_ignored'])} ignored {result['ignored'] or ''}, "
+        f"{int(m['annotations_skipped'])} skipped {result['skipped'] or ''}"
+    )
+    typer.echo(
+        f"labels: {int(m['labels_new'])} new, {int(m['labels_changed'])} changed, "
+        f"{int(m['labels_unchanged'])} unchanged; {int(m['items_for_review'])} items for review"
+    )
     kappa = {k: v for k, v in m.items() if k.startswith("kappa_")}
     typer.echo(f"agreement: {kappa or 'n/a'}, mean item agreement {m.get('mean_item_agreement', 'n/a')}")
     for problem in result["problems"][:10]:
         typer.echo(f"skipped: {problem}")
     verdict = "new data version" if result["changed"] else "unchanged: data version"
-    typer.echo(f"{verdict} {result['data_version_after']} (was {result['data_version_before']}); "
-               f"MLflow run {result['mlflow_run_id']}")
+    typer.echo(
+        f"{verdict} {result['data_version_after']} (was {result['data_version_before']}); "
+        f"MLflow run {result['mlflow_run_id']}"
+    )
 
 
 @app.command("export-tasks")
 def export_tasks_cmd(
-    out: Path = typer.Option(Path("labels/outbox"), "--out", "-o", help="folder for tasks.json + labeling_config.xml"),
+    out: Path = typer.Option(
+        Path("labels/outbox"), "--out", "-o", help="folder for tasks.json + labeling_config.xml"
+    ),
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
-    count: Optional[int] = typer.Option(None, min=1, help="override labels.export_count"),
-    method: Optional[str] = typer.Option(None, help="override labels.uncertainty (margin | entropy)"),
+    count: int | None = typer.Option(None, min=1, help="override labels.export_count"),
+    method: str | None = typer.Option(None, help="override labels.uncertainty (margin | entropy)"),
     include_labeled: bool = typer.Option(False, "--include-labeled", help="also export labeled items"),
 ) -> None:
     """Write a Label Studio import file of the items the champion is least sure about."""
     from modelmill.errors import ModelmillError
-
     from tasks.labels import export_uncertain_tasks
 
     settings = _settings(project_dir, config, {"labels.uncertainty": method})
     try:
-        result = export_uncertain_tasks(project_dir, settings, out, count=count, include_labeled=include_labeled)
+        result = export_uncertain_tasks(
+            project_dir, settings, out, count=count, include_labeled=include_labeled
+        )
     except ModelmillError as exc:
         fail(str(exc))
-    typer.echo(f"{result['count']} tasks ({result['method']}, champion {result['model_version']}) -> "
-               f"{result['tasks']}; labeling config -> {result['labeling_config']}")
+    typer.echo(
+        f"{result['count']} tasks ({result['method']}, champion {result['model_version']}) -> "
+        f"{result['tasks']}; labeling config -> {result['labeling_config']}"
+    )
 
 
 @app.command()
@@ -278,8 +323,22 @@ def ui(
     artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--backend-store-uri", uri, "--artifacts-destination", str(artifacts)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        uri,
+        "--artifacts-destination",
+        str(artifacts),
+    ]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

@@ -16,14 +16,18 @@ class CompressParams(BaseModel):
 
     project_dir: str = Field(".", description="project folder (params.yaml, data/, mlflow/)")
     config: str = Field("params.yaml", description="configuration file, relative to the project")
-    model: str | None = Field(None, description="NAME@alias or NAME/version (default: registry.model_name@champion)")
+    model: str | None = Field(
+        None, description="NAME@alias or NAME/version (default: registry.model_name@champion)"
+    )
     budget_points: float | None = Field(None, ge=0, description="override compress.budget_points")
     select_by: str | None = Field(None, description="override compress.select_by: size | latency")
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
-        return load_settings(path if path.exists() or self.config != "params.yaml" else None, {
-            "compress.budget_points": self.budget_points, "compress.select_by": self.select_by})
+        return load_settings(
+            path if path.exists() or self.config != "params.yaml" else None,
+            {"compress.budget_points": self.budget_points, "compress.select_by": self.select_by},
+        )
 
 
 def compress_registered(ctx: RunContext, model_ref: str, lineage: dict[str, str]) -> dict:
@@ -32,20 +36,30 @@ def compress_registered(ctx: RunContext, model_ref: str, lineage: dict[str, str]
     result = compress_model(ctx, source)
     registered = register_compressed(ctx, result, lineage)
     markdown = publish_compression_summary(ctx, result, registered)
-    return {"source": result["source"], "selection": result["selection"], "registered": registered,
-            "table": result["table"], "markdown": markdown}
+    return {
+        "source": result["source"],
+        "selection": result["selection"],
+        "registered": registered,
+        "table": result["table"],
+        "markdown": markdown,
+    }
 
 
 @flow(name="compress", log_prints=True)
 def compress(params: CompressParams = CompressParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    lineage = {"git_commit": git_commit(project_dir), "prefect_flow_run_id": str(runtime.flow_run.id),
-               "prefect_flow_run_name": runtime.flow_run.name}
+    lineage = {
+        "git_commit": git_commit(project_dir),
+        "prefect_flow_run_id": str(runtime.flow_run.id),
+        "prefect_flow_run_name": runtime.flow_run.name,
+    }
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "compress"})
     try:
         lineage["data_version"] = sync_data(project_dir, settings)
         ctx.tracker().set_tags({"data_version": lineage["data_version"]})
-        summary = compress_registered(ctx, params.model or f"{settings.registry.model_name}@champion", lineage)
+        summary = compress_registered(
+            ctx, params.model or f"{settings.registry.model_name}@champion", lineage
+        )
         summary["mlflow_run_id"] = ctx.run_id
     except BaseException:
         close_run(ctx, "FAILED")

@@ -20,12 +20,22 @@ class RetrainParams(BaseModel):
     gate_tolerance: float | None = Field(None, ge=0, description="override gate.tolerance")
     model_name: str | None = Field(None, description="override registry.model_name")
     force: bool = Field(False, description="retrain even when nothing changed")
-    tune: int = Field(0, ge=0, description="Optuna trials to run first (0 = off); "
-                                           "the model then trains with the best params")
+    tune: int = Field(
+        0,
+        ge=0,
+        description="Optuna trials to run first (0 = off); the model then trains with the best params",
+    )
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
-        return load_settings(path if path.exists() or self.config != "params.yaml" else None, {
-            "train.epochs": self.epochs, "train.learning_rate": self.learning_rate,
-            "train.batch_size": self.batch_size, "train.seed": self.seed,
-            "gate.tolerance": self.gate_tolerance, "registry.model_name": self.model_name})
+        return load_settings(
+            path if path.exists() or self.config != "params.yaml" else None,
+            {
+                "train.epochs": self.epochs,
+                "train.learning_rate": self.learning_rate,
+                "train.batch_size": self.batch_size,
+                "train.seed": self.seed,
+                "gate.tolerance": self.gate_tolerance,
+                "registry.model_name": self.model_name,
+            },
+        )

@@ -28,7 +28,8 @@ def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
     data_version = sync_data(project_dir, settings)
     if inbox_exports(project_dir, settings):
         data_version = import_labels(ImportLabelsParams(project_dir=project_dir, config=config))[
-            "data_version_after"]
+            "data_version_after"
+        ]
     return data_version
 
 
@@ -44,27 +45,43 @@ def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -
     compression = None  # variants of a newly promoted champion -> `<name>-compressed`
     if ctx.settings.compress.enabled and registered["promoted"]:
         compression = compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
-    summary = {"data_version": data_version, "evaluation": evaluation, "registry": registered,
-               "compression": compression, "gate_reason": decision.reason, "mlflow_run_id": ctx.run_id,
-               "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id}
+    summary = {
+        "data_version": data_version,
+        "evaluation": evaluation,
+        "registry": registered,
+        "compression": compression,
+        "gate_reason": decision.reason,
+        "mlflow_run_id": ctx.run_id,
+        "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id,
+    }
     summary["markdown"] = publish_summary(ctx, summary)
     if not decision.promote and ctx.settings.gate.fail_on_reject:
-        raise GateRejected(f"gate rejected {registered['name']} version {registered['version']}: "
-                           f"{decision.reason}")
+        raise GateRejected(
+            f"gate rejected {registered['name']} version {registered['version']}: {decision.reason}"
+        )
     return summary
 
 
 @flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
 def retrain(params: RetrainParams = RetrainParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    lineage = {"git_commit": git_commit(project_dir), "code_version": code_version(),
-               "prefect_flow_run_id": str(runtime.flow_run.id), "prefect_flow_run_name": runtime.flow_run.name}
+    lineage = {
+        "git_commit": git_commit(project_dir),
+        "code_version": code_version(),
+        "prefect_flow_run_id": str(runtime.flow_run.id),
+        "prefect_flow_run_name": runtime.flow_run.name,
+    }
     data_version = prepare_data(project_dir, settings, params.config)
     lineage["data_version"] = data_version
     tuned = None
     if params.tune:  # the study runs before the retrain run opens, so its params are the tuned ones
-        tuned = tune_study(project_dir, settings.override({"tune.trials": params.tune}), data_version,
-                           f"{runtime.flow_run.name}-tune", {**lineage, "flow": "retrain"})
+        tuned = tune_study(
+            project_dir,
+            settings.override({"tune.trials": params.tune}),
+            data_version,
+            f"{runtime.flow_run.name}-tune",
+            {**lineage, "flow": "retrain"},
+        )
         settings = settings.override(tuned["best_params"])
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
@@ -73,7 +90,8 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict:
         fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])
         retrain_anyway = params.force or not settings.ops.skip_unchanged
         summary = train_to_registry.with_options(refresh_cache=retrain_anyway)(
-            ctx, data_version, lineage, fingerprint)
+            ctx, data_version, lineage, fingerprint
+        )
         if summary["mlflow_run_id"] != ctx.run_id:  # Prefect's cache answered: nothing changed
             summary = record_skip(ctx, summary, fingerprint)
     except BaseException:

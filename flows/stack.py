@@ -69,7 +69,9 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment of every stack process: settings kept inside the project."""
         # the caller's Prefect profile/API and tracking URI must not leak into the stack
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "MLFLOW_TRACKING_URI"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "MLFLOW_TRACKING_URI"
+        }
         env.update(project_env(Path(self.root)))
         env.update(
             PREFECT_API_URL=self.prefect_api_url,
@@ -123,8 +125,13 @@ def _spawn(stack: Stack, name: str, argv: list[str]) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, cwd=stack.root, env=stack.env(), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            cwd=stack.root,
+            env=stack.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     stack.pids[name] = proc.pid
     _save(stack)
@@ -182,19 +189,43 @@ def spawn_mlflow(stack: Stack) -> None:
     root = Path(stack.root)
     (root / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
     backend = stack.mlflow_backend or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
-    _spawn(stack, "mlflow", [
-        _bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(stack.mlflow_port),
-        "--workers", "1", "--backend-store-uri", backend,
-        "--artifacts-destination", str(root / "mlflow" / "artifacts"), "--serve-artifacts",
-    ])
+    _spawn(
+        stack,
+        "mlflow",
+        [
+            _bin("mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(stack.mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            backend,
+            "--artifacts-destination",
+            str(root / "mlflow" / "artifacts"),
+            "--serve-artifacts",
+        ],
+    )
 
 
 def start_servers(stack: Stack) -> None:
     """Start the MLflow and Prefect servers side by side and wait for both."""
     spawn_mlflow(stack)
-    _spawn(stack, "prefect-server", [
-        _bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(stack.prefect_port),
-    ])
+    _spawn(
+        stack,
+        "prefect-server",
+        [
+            _bin("prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(stack.prefect_port),
+        ],
+    )
     wait_healthy(stack, "prefect-server", f"{stack.prefect_api_url}/health")
     wait_healthy(stack, "mlflow", f"{stack.mlflow_url}/health")
 
@@ -202,8 +233,12 @@ def start_servers(stack: Stack) -> None:
 def prefect_cli(stack: Stack, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
     """Run the Prefect CLI against the stack's server; its output, or StackError."""
     result = subprocess.run(
-        [_bin("prefect"), "--no-prompt", *args], cwd=stack.root, env={**stack.env(), **(env or {})},
-        capture_output=True, text=True, timeout=timeout,
+        [_bin("prefect"), "--no-prompt", *args],
+        cwd=stack.root,
+        env={**stack.env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise StackError(f"prefect {' '.join(args)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
@@ -213,17 +248,16 @@ def prefect_cli(stack: Stack, *args: str, env: dict[str, str] | None = None, tim
 def deployable(root: Path) -> list[str]:
     """Names of prefect.yaml deployments whose entrypoint file exists in this checkout."""
     spec = yaml.safe_load((root / "prefect.yaml").read_text())
-    return [
-        d["name"] for d in spec.get("deployments", [])
-        if (root / d["entrypoint"].split(":")[0]).exists()
-    ]
+    return [d["name"] for d in spec.get("deployments", []) if (root / d["entrypoint"].split(":")[0]).exists()]
 
 
 def deploy(stack: Stack) -> list[str]:
     """Deploy prefect.yaml (the deployments whose entrypoints exist); their names."""
     names = deployable(Path(stack.root))
     if names:
-        selection = ["--all"] if len(names) == len(_declared(stack)) else [a for n in names for a in ("-n", n)]
+        selection = (
+            ["--all"] if len(names) == len(_declared(stack)) else [a for n in names for a in ("-n", n)]
+        )
         prefect_cli(stack, "deploy", *selection, env=deploy_env(Path(stack.root)))
     return names
 
@@ -241,7 +275,9 @@ def _declared(stack: Stack) -> list[str]:
 
 
 def up(
-    root: str | Path, prefect_port: int | None = None, mlflow_port: int | None = None,
+    root: str | Path,
+    prefect_port: int | None = None,
+    mlflow_port: int | None = None,
     mlflow_backend: str | None = None,
 ) -> Stack:
     """Start the stack for the project at `root`; returns it once every part is healthy."""
@@ -250,15 +286,29 @@ def up(
     if running and all(_alive(pid) for pid in running.pids.values()):
         raise StackError(f"the stack is already up ({running.prefect_url}); run `modelmill down` first")
     stack = Stack(
-        root=str(root), prefect_port=prefect_port or free_port(),
-        mlflow_port=mlflow_port or free_port(), worker_port=free_port(), mlflow_backend=mlflow_backend,
+        root=str(root),
+        prefect_port=prefect_port or free_port(),
+        mlflow_port=mlflow_port or free_port(),
+        worker_port=free_port(),
+        mlflow_backend=mlflow_backend,
     )
     try:
         start_servers(stack)
         prefect_cli(stack, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
-        _spawn(stack, "worker", [
-            _bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process", "--with-healthcheck",
-        ])
+        _spawn(
+            stack,
+            "worker",
+            [
+                _bin("prefect"),
+                "worker",
+                "start",
+                "--pool",
+                WORK_POOL,
+                "--type",
+                "process",
+                "--with-healthcheck",
+            ],
+        )
         deploy(stack)
         wait_healthy(stack, "worker", f"http://127.0.0.1:{stack.worker_port}/health")
     except BaseException:

@@ -24,15 +24,26 @@ class TuneParams(BaseModel):
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
-        return load_settings(path if path.exists() or self.config != "params.yaml" else None, {
-            "tune.trials": self.trials, "tune.timeout": self.timeout, "tune.workers": self.workers,
-            "tune.pruner": self.pruner, "tune.storage": self.storage})
+        return load_settings(
+            path if path.exists() or self.config != "params.yaml" else None,
+            {
+                "tune.trials": self.trials,
+                "tune.timeout": self.timeout,
+                "tune.workers": self.workers,
+                "tune.pruner": self.pruner,
+                "tune.storage": self.storage,
+            },
+        )
 
 
 @flow(name="tune", log_prints=True)
 def tune(params: TuneParams = TuneParams()) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    tags = {"git_commit": git_commit(project_dir), "prefect_flow_run_id": str(runtime.flow_run.id),
-            "prefect_flow_run_name": runtime.flow_run.name, "flow": "tune"}
+    tags = {
+        "git_commit": git_commit(project_dir),
+        "prefect_flow_run_id": str(runtime.flow_run.id),
+        "prefect_flow_run_name": runtime.flow_run.name,
+        "flow": "tune",
+    }
     data_version = sync_data(project_dir, settings)
     return tune_study(project_dir, settings, data_version, f"{runtime.flow_run.name}-tune", tags)

@@ -10,13 +10,21 @@ from __future__ import annotations
 import gc
 import importlib
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 # Imported lazily by the retrain tasks (validate, tracking, registry, DVC sync, plots).
-TASK_IMPORTS = ("flows.retrain", "great_expectations", "great_expectations.expectations",
-                "mlflow", "mlflow.pytorch", "mlflow.data", "dvc.repo", "matplotlib.figure",
-                "sklearn.metrics")
+TASK_IMPORTS = (
+    "flows.retrain",
+    "great_expectations",
+    "great_expectations.expectations",
+    "mlflow",
+    "mlflow.pytorch",
+    "mlflow.data",
+    "dvc.repo",
+    "matplotlib.figure",
+    "sklearn.metrics",
+)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ class SplitConfig(_Section):
     salt: str = "modelmill"
 
     @model_validator(mode="after")
-    def _fractions_leave_training_data(self) -> "SplitConfig":
+    def _fractions_leave_training_data(self) -> SplitConfig:
         if self.val_fraction + self.test_fraction >= 0.9:
             raise ValueError("val_fraction + test_fraction must be below 0.9")
         return self
@@ -121,7 +121,7 @@ class CompressConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _serving_batch_measured(self) -> "CompressConfig":
+    def _serving_batch_measured(self) -> CompressConfig:
         if self.serving_batch_size not in self.latency_batch_sizes:
             raise ValueError("serving_batch_size must be one of latency_batch_sizes")
         return self
@@ -146,6 +146,7 @@ class LabelsConfig(_Section):
 
 # --- tuning (issue 4) -------------------------------------------------------------------
 
+
 class SearchParam(_Section):
     """One dimension of the search space: a float/int range (optionally log) or a choice."""
 
@@ -157,7 +158,7 @@ class SearchParam(_Section):
     choices: list[str | int | float | bool] | None = None
 
     @model_validator(mode="after")
-    def _well_formed(self) -> "SearchParam":
+    def _well_formed(self) -> SearchParam:
         if self.type == "categorical":
             if not self.choices or self.low is not None or self.high is not None:
                 raise ValueError("categorical needs a non-empty 'choices' list and no low/high")
@@ -218,7 +219,9 @@ class TuneConfig(_Section):
     @classmethod
     def _database_url(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError("tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)")
+            raise ValueError(
+                "tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)"
+            )
         return value
 
     @field_validator("space")
@@ -243,8 +246,12 @@ class TuneConfig(_Section):
 
 class OpsConfig(_Section):
     timezone: str = Field("UTC", description="IANA timezone of the nightly-retrain cron schedule")
-    alert_webhook_url: str | None = Field(None, description="POSTed a JSON failure summary when a flow run fails")
-    skip_unchanged: bool = Field(True, description="reuse the last run when data, config and code are unchanged")
+    alert_webhook_url: str | None = Field(
+        None, description="POSTed a JSON failure summary when a flow run fails"
+    )
+    skip_unchanged: bool = Field(
+        True, description="reuse the last run when data, config and code are unchanged"
+    )
 
 
 class Settings(_Section):
@@ -265,7 +272,7 @@ class Settings(_Section):
         """The resolved configuration as dotted keys (for MLflow params)."""
         return dict(_flatten(self.model_dump(mode="json")))
 
-    def override(self, overrides: dict[str, Any]) -> "Settings":
+    def override(self, overrides: dict[str, Any]) -> Settings:
         """A copy with dotted-key overrides applied (`{"train.epochs": 2}`); None values skipped."""
         tree = self.model_dump(mode="json")
         for dotted, value in overrides.items():
@@ -295,9 +302,7 @@ def _validate(tree: Any, source: str) -> Settings:
     try:
         return Settings.model_validate(tree or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 

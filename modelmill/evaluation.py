@@ -23,8 +23,10 @@ class EvaluationReport:
 
     def metrics(self, prefix: str = "test_") -> dict[str, float]:
         """Flat metrics for a tracker: overall and per-class F1."""
-        out = {f"{prefix}{k}": getattr(self, k)
-               for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")}
+        out = {
+            f"{prefix}{k}": getattr(self, k)
+            for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+        }
         for name, row in self.per_class.items():
             out[f"{prefix}f1_class_{_safe(name)}"] = row["f1"]
         return out
@@ -38,17 +40,27 @@ def evaluate_predictions(y_true, y_pred, classes: list[str]) -> EvaluationReport
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
     p, r, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0)
-    macro = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="macro", zero_division=0)
-    per_class = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f1[i]),
-                        "support": int(support[i])} for i, name in enumerate(classes)}
+        y_true, y_pred, labels=labels, average=None, zero_division=0
+    )
+    macro = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+    per_class = {
+        name: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(classes)
+    }
     return EvaluationReport(
         accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_precision=float(macro[0]), macro_recall=float(macro[1]), macro_f1=float(macro[2]),
+        macro_precision=float(macro[0]),
+        macro_recall=float(macro[1]),
+        macro_f1=float(macro[2]),
         per_class=per_class,
         confusion=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-        classes=list(classes), n=int(len(y_true)),
+        classes=list(classes),
+        n=int(len(y_true)),
     )
 
 
@@ -74,8 +86,15 @@ def plot_confusion_matrix(report: EvaluationReport, path: str | Path, title: str
     threshold = cm.max() / 2 if cm.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)

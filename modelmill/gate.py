@@ -19,12 +19,24 @@ class GateDecision:
 def decide(challenger: float, champion: float | None, cfg: GateConfig) -> GateDecision:
     """Promote when there is no champion, or challenger >= champion - tolerance."""
     if champion is None:
-        return GateDecision(True, "no champion yet: the challenger becomes champion",
-                            cfg.metric, challenger, None)
+        return GateDecision(
+            True, "no champion yet: the challenger becomes champion", cfg.metric, challenger, None
+        )
     floor = champion - cfg.tolerance
     if challenger >= floor:
-        return GateDecision(True, f"{cfg.metric} {challenger:.4f} >= champion {champion:.4f} "
-                            f"- tolerance {cfg.tolerance} = {floor:.4f}", cfg.metric, challenger, champion)
-    return GateDecision(False, f"{cfg.metric} {challenger:.4f} < champion {champion:.4f} "
-                        f"- tolerance {cfg.tolerance} = {floor:.4f}: champion kept",
-                        cfg.metric, challenger, champion)
+        return GateDecision(
+            True,
+            f"{cfg.metric} {challenger:.4f} >= champion {champion:.4f} "
+            f"- tolerance {cfg.tolerance} = {floor:.4f}",
+            cfg.metric,
+            challenger,
+            champion,
+        )
+    return GateDecision(
+        False,
+        f"{cfg.metric} {challenger:.4f} < champion {champion:.4f} "
+        f"- tolerance {cfg.tolerance} = {floor:.4f}: champion kept",
+        cfg.metric,
+        challenger,
+        champion,
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -56,14 +56,20 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            model.parameters(), lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
 
-def train(model: nn.Module, train_xy: tuple[torch.Tensor, torch.Tensor],
-          val_xy: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig,
-          on_epoch: OnEpoch | None = None, loss: LossFn | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    train_xy: tuple[torch.Tensor, torch.Tensor],
+    val_xy: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    on_epoch: OnEpoch | None = None,
+    loss: LossFn | None = None,
+) -> TrainResult:
     """Train `model` on train_xy, keep the weights of the epoch with the lowest val loss.
 
     `on_epoch` is called after each epoch (log to a tracker, report to a tuner; raising
@@ -89,13 +95,15 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _fit(model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch | None,
-         loss: LossFn | None) -> TrainResult:
+def _fit(
+    model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch | None, loss: LossFn | None
+) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
     model.to(device)
-    loader = DataLoader(TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True,
-                        generator=generator)
+    loader = DataLoader(
+        TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
+    )
     optimizer, loss_fn = make_optimizer(model, cfg), nn.CrossEntropyLoss()
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
     started = time.perf_counter()
@@ -114,8 +122,9 @@ def _fit(model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch
             correct += (logits.argmax(1) == y).sum().item()
         elapsed = time.perf_counter() - tick
         val_loss, val_acc = evaluate_loss(model, val_xy, cfg.batch_size * 4, device)
-        metrics = EpochMetrics(epoch, loss_sum / seen, correct / seen, val_loss, val_acc,
-                               elapsed, seen / max(elapsed, 1e-9))
+        metrics = EpochMetrics(
+            epoch, loss_sum / seen, correct / seen, val_loss, val_acc, elapsed, seen / max(elapsed, 1e-9)
+        )
         history.append(metrics)
         if val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch
@@ -125,20 +134,25 @@ def _fit(model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch
         if epoch - best_epoch >= cfg.patience:
             break
     model.load_state_dict(best_state)
-    return TrainResult(model.cpu().eval(), best_epoch, history,
-                       stopped_early=len(history) < cfg.epochs,
-                       seconds=time.perf_counter() - started)
+    return TrainResult(
+        model.cpu().eval(),
+        best_epoch,
+        history,
+        stopped_early=len(history) < cfg.epochs,
+        seconds=time.perf_counter() - started,
+    )
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, xy: tuple[torch.Tensor, torch.Tensor], batch_size: int,
-                  device: torch.device) -> tuple[float, float]:
+def evaluate_loss(
+    model: nn.Module, xy: tuple[torch.Tensor, torch.Tensor], batch_size: int, device: torch.device
+) -> tuple[float, float]:
     model.eval()
     loss_fn, total, correct = nn.CrossEntropyLoss(reduction="sum"), 0.0, 0
     x_all, y_all = xy
     for start in range(0, len(y_all), batch_size):
-        x = x_all[start:start + batch_size].to(device)
-        y = y_all[start:start + batch_size].to(device)
+        x = x_all[start : start + batch_size].to(device)
+        y = y_all[start : start + batch_size].to(device)
         logits = model(x)
         total += loss_fn(logits, y).item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -150,6 +164,8 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> t
     """Class probabilities for x, computed on the model's device, returned on the CPU."""
     model.eval()
     device = next(model.parameters()).device
-    out = [torch.softmax(model(x[s:s + batch_size].to(device)), dim=1).cpu()
-           for s in range(0, len(x), batch_size)]
+    out = [
+        torch.softmax(model(x[s : s + batch_size].to(device)), dim=1).cpu()
+        for s in range(0, len(x), batch_size)
+    ]
     return torch.cat(out) if out else torch.empty(0)

@@ -15,17 +15,18 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
-import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+import optuna
 from modelmill.config import SearchParam, Settings, TuneConfig
 from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, load_dataset, to_tensors
 from modelmill.errors import ConfigError, TuningError
@@ -59,6 +60,7 @@ class TuneResult:
 
 # --- the search space -------------------------------------------------------------------
 
+
 def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any]:
     """The one place the space becomes suggest_* calls; returns dotted config overrides."""
     overrides: dict[str, Any] = {}
@@ -75,8 +77,11 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
 
 def space_hash(cfg: TuneConfig) -> str:
     """Hash of what makes trial values comparable: the space, the metric, the epochs cap."""
-    payload = {"space": {k: v.model_dump() for k, v in sorted(cfg.space.items())},
-               "metric": cfg.metric, "epochs": cfg.epochs}
+    payload = {
+        "space": {k: v.model_dump() for k, v in sorted(cfg.space.items())},
+        "metric": cfg.metric,
+        "epochs": cfg.epochs,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -100,12 +105,13 @@ def direction(cfg: TuneConfig) -> str:
 
 # --- storage, sampler, pruner -----------------------------------------------------------
 
+
 def resolve_storage_url(url: str, root: str | Path = ".") -> str:
     """A relative sqlite path made absolute under `root` (its folder created); other URLs as is."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url == prefix + ":memory:":
         return url
-    path = Path(url[len(prefix):])
+    path = Path(url[len(prefix) :])
     path = path if path.is_absolute() else Path(root).resolve() / path
     path.parent.mkdir(parents=True, exist_ok=True)
     return prefix + str(path)
@@ -121,8 +127,10 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
-                url, engine_kwargs=engine_kwargs,
-                heartbeat_interval=cfg.heartbeat_interval, grace_period=cfg.grace_period,
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=cfg.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # bad URL, missing driver, server down
@@ -136,7 +144,7 @@ def schema_lock(url: str) -> Iterator[None]:
     if not url.startswith("sqlite:///") or ":memory:" in url:
         yield
         return
-    lock = Path(url[len("sqlite:///"):]).with_suffix(".lock")
+    lock = Path(url[len("sqlite:///") :]).with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -151,20 +159,22 @@ def create_schema(url: str, cfg: TuneConfig) -> None:
     with schema_lock(url):
         open_storage(url, cfg).engine.dispose()
         if url.startswith("sqlite:///") and ":memory:" not in url:
-            with sqlite3.connect(url[len("sqlite:///"):], timeout=120) as conn:
+            with sqlite3.connect(url[len("sqlite:///") :], timeout=120) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
 
 
 def make_sampler(cfg: TuneConfig, offset: int = 0) -> optuna.samplers.TPESampler:
     """Seeded TPE; `offset` (worker index, trials so far) keeps workers and resumes apart."""
-    return optuna.samplers.TPESampler(seed=cfg.sampler_seed + offset,
-                                      n_startup_trials=cfg.sampler_startup_trials)
+    return optuna.samplers.TPESampler(
+        seed=cfg.sampler_seed + offset, n_startup_trials=cfg.sampler_startup_trials
+    )
 
 
 def make_pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                           n_warmup_steps=cfg.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs
+        )
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.epochs)
     return optuna.pruners.NopPruner()
@@ -172,14 +182,20 @@ def make_pruner(cfg: TuneConfig) -> optuna.pruners.BasePruner:
 
 # --- the study --------------------------------------------------------------------------
 
+
 def prepare_study(cfg: TuneConfig, name: str, url: str) -> optuna.Study:
     """Create (or load) the study; a fresh one is warm-started from the latest related study."""
     create_schema(url, cfg)
     storage = open_storage(url, cfg)
     with schema_lock(url):  # two launchers at once: one creates and warm-starts, one loads
-        study = optuna.create_study(storage=storage, study_name=name, direction=direction(cfg),
-                                    sampler=make_sampler(cfg), pruner=make_pruner(cfg),
-                                    load_if_exists=True)
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            direction=direction(cfg),
+            sampler=make_sampler(cfg),
+            pruner=make_pruner(cfg),
+            load_if_exists=True,
+        )
         if cfg.warm_start and not study.trials:
             previous = _previous_best(storage, cfg, name)
             if previous is not None:
@@ -190,9 +206,14 @@ def prepare_study(cfg: TuneConfig, name: str, url: str) -> optuna.Study:
 def _previous_best(storage: RDBStorage, cfg: TuneConfig, name: str) -> dict[str, Any] | None:
     """Best params of the newest other study with the same prefix and space (other data)."""
     suffix = f"-{space_hash(cfg)}"
-    related = [s for s in optuna.get_all_study_summaries(storage, include_best_trial=True)
-               if s.study_name != name and s.study_name.startswith(cfg.study_prefix + "-")
-               and s.study_name.endswith(suffix) and s.best_trial is not None]
+    related = [
+        s
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=True)
+        if s.study_name != name
+        and s.study_name.startswith(cfg.study_prefix + "-")
+        and s.study_name.endswith(suffix)
+        and s.best_trial is not None
+    ]
     if not related:
         return None
     newest = max(related, key=lambda s: s.datetime_start or datetime.min)
@@ -204,18 +225,25 @@ def summarize(study: optuna.Study, url: str, seconds: float = 0.0) -> TuneResult
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
-    return TuneResult(study.study_name, url, study.direction.name.lower(),
-                      best.value if best else None, dict(best.params) if best else {},
-                      best.number if best else None, states, seconds)
+    return TuneResult(
+        study.study_name,
+        url,
+        study.direction.name.lower(),
+        best.value if best else None,
+        dict(best.params) if best else {},
+        best.number if best else None,
+        states,
+        seconds,
+    )
 
 
 # --- the objective ----------------------------------------------------------------------
 
+
 class Objective:
     """Train one model with the trial's parameters, reporting the metric every epoch."""
 
-    def __init__(self, settings: Settings, splits: dict[str, Any] | None = None,
-                 watch_parent: bool = False):
+    def __init__(self, settings: Settings, splits: dict[str, Any] | None = None, watch_parent: bool = False):
         self.settings = settings
         self.splits = splits if splits is not None else load_splits(settings)
         self.parent_pid = os.getppid() if watch_parent else None
@@ -224,7 +252,8 @@ class Objective:
         cfg = self.settings.tune
         overrides = suggest(trial, cfg.space)
         trial_settings = self.settings.override(
-            {**overrides, "train.epochs": cfg.epochs, "train.num_threads": cfg.threads_per_worker})
+            {**overrides, "train.epochs": cfg.epochs, "train.num_threads": cfg.threads_per_worker}
+        )
         schema = self.splits["schema"]
         model = build_model(schema.image_shape, len(schema.classes), trial_settings.model)
         history: list[dict[str, float]] = []
@@ -242,8 +271,9 @@ class Objective:
                 os._exit(1)
 
         try:
-            result = train(model, self.splits["train"], self.splits["val"], trial_settings.train,
-                           on_epoch=on_epoch)
+            result = train(
+                model, self.splits["train"], self.splits["val"], trial_settings.train, on_epoch=on_epoch
+            )
         finally:  # complete, pruned or failed: one write (per epoch, it grew with every epoch)
             trial.set_user_attr(HISTORY_ATTR, history)
         trial.set_user_attr("best_epoch", result.best_epoch)
@@ -254,12 +284,15 @@ def load_splits(settings: Settings) -> dict[str, Any]:
     """Train and validation tensors of the dataset in settings.data.dir (test stays unseen)."""
     dataset = load_dataset(settings.data.dir)
     parts = split_frame(dataset.labeled(), settings.split)
-    return {"schema": dataset.schema,
-            "train": to_tensors(parts["train"], dataset.schema),
-            "val": to_tensors(parts["val"], dataset.schema)}
+    return {
+        "schema": dataset.schema,
+        "train": to_tensors(parts["train"], dataset.schema),
+        "val": to_tensors(parts["val"], dataset.schema),
+    }
 
 
 # --- running trials: inline or in K worker processes ------------------------------------
+
 
 class _StopWhenDone:
     """Stop this worker once the study's finished (complete + pruned) trials and the ones other
@@ -288,26 +321,39 @@ def _started(study: optuna.Study) -> int:
     return sum(t.state in (*DONE, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
 
 
-def run_worker(settings_json: str, name: str, url: str, worker: int,
-               callbacks: Sequence[TrialCallback] = (), splits: dict | None = None,
-               spawned: bool = False) -> None:
+def run_worker(
+    settings_json: str,
+    name: str,
+    url: str,
+    worker: int,
+    callbacks: Sequence[TrialCallback] = (),
+    splits: dict | None = None,
+    spawned: bool = False,
+) -> None:
     """One worker: load the study and run trials until it has `tune.trials` finished ones."""
     settings = Settings.model_validate_json(settings_json)
     cfg = settings.tune
     storage = open_storage(url, cfg)
     seen = len(optuna.load_study(study_name=name, storage=storage).trials)
-    study = optuna.load_study(study_name=name, storage=storage,
-                              sampler=make_sampler(cfg, 1009 * worker + seen),
-                              pruner=make_pruner(cfg))
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(cfg, 1009 * worker + seen),
+        pruner=make_pruner(cfg),
+    )
     if _started(study) >= cfg.trials:
         return
-    study.optimize(Objective(settings, splits, watch_parent=spawned), timeout=cfg.timeout,
-                   callbacks=[*callbacks, _StopWhenDone(cfg.trials)],
-                   catch=(FloatingPointError, RuntimeError, ValueError))
+    study.optimize(
+        Objective(settings, splits, watch_parent=spawned),
+        timeout=cfg.timeout,
+        callbacks=[*callbacks, _StopWhenDone(cfg.trials)],
+        catch=(FloatingPointError, RuntimeError, ValueError),
+    )
 
 
-def tune(settings: Settings, data_version: str, callbacks: Sequence[TrialCallback] = (),
-         root: str | Path = ".") -> TuneResult:
+def tune(
+    settings: Settings, data_version: str, callbacks: Sequence[TrialCallback] = (), root: str | Path = "."
+) -> TuneResult:
     """Run (or resume) the study for this data version and search space; return the best."""
     cfg = settings.tune
     if cfg.trials < 1:
@@ -325,16 +371,19 @@ def tune(settings: Settings, data_version: str, callbacks: Sequence[TrialCallbac
     return summarize(study, url, time.perf_counter() - started)
 
 
-def _run_processes(payload: str, name: str, url: str, workers: int,
-                   callbacks: Sequence[TrialCallback]) -> None:
+def _run_processes(
+    payload: str, name: str, url: str, workers: int, callbacks: Sequence[TrialCallback]
+) -> None:
     """K workers: K-1 processes (`python -m modelmill.tuning`, each with its own torch threads)
     and this process, whose imports and data are warm: it runs trials while they start up."""
     with tempfile.TemporaryDirectory(prefix="modelmill-tune-") as tmp:
         spec = Path(tmp) / "worker.pickle"
         spec.write_bytes(pickle.dumps((payload, name, url, tuple(callbacks))))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        procs = [subprocess.Popen([sys.executable, "-m", "modelmill.tuning", str(spec), str(i)],
-                                  env=env) for i in range(1, workers)]
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "modelmill.tuning", str(spec), str(i)], env=env)
+            for i in range(1, workers)
+        ]
         try:
             run_worker(payload, name, url, 0, callbacks)
         except BaseException:
@@ -345,8 +394,10 @@ def _run_processes(payload: str, name: str, url: str, workers: int,
             codes = [proc.wait() for proc in procs]
     failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes), 1) if c]
     if failed:
-        raise TuningError(f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "
-                          "finished trials (run the same command again to resume)")
+        raise TuningError(
+            f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "
+            "finished trials (run the same command again to resume)"
+        )
 
 
 def _worker_main(spec_path: str, worker: int) -> None:

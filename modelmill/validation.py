@@ -66,8 +66,9 @@ def validation_frame(dataset: Dataset) -> pd.DataFrame:
         values = values.apply(pd.to_numeric, errors="coerce")  # text pixels count as missing
     # numpy integer columns cannot hold a missing value (a label whose item is missing turns
     # its pixel columns float in the join): count over the columns that can (784 -> 0 here)
-    nullable = [c for c, dtype in values.dtypes.items()
-                if not (isinstance(dtype, np.dtype) and dtype.kind in "iub")]
+    nullable = [
+        c for c, dtype in values.dtypes.items() if not (isinstance(dtype, np.dtype) and dtype.kind in "iub")
+    ]
     frame["_pixel_nulls"] = values[nullable].isna().sum(axis=1) if nullable else 0
     frame["_pixel_min"] = values.min(axis=1)
     frame["_pixel_max"] = values.max(axis=1)
@@ -117,14 +118,23 @@ def validate(dataset: Dataset, cfg: ValidationConfig, docs_dir: str | Path | Non
     import great_expectations as gx
 
     definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name="dataset", data=batch, suite=suite))
-    result_format = {"result_format": "COMPLETE", "unexpected_index_column_names": [ID],
-                     "partial_unexpected_count": max(cfg.failed_rows_shown, 1)}
+        gx.ValidationDefinition(name="dataset", data=batch, suite=suite)
+    )
+    result_format = {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ID],
+        "partial_unexpected_count": max(cfg.failed_rows_shown, 1),
+    }
     docs_index = None
     if docs_dir is not None:
-        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-            name="dataset", validation_definitions=[definition], result_format=result_format,
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")]))
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name="dataset",
+                validation_definitions=[definition],
+                result_format=result_format,
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+            )
+        )
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         result = next(iter(run.run_results.values()))
         docs_index = next(Path(docs_dir).rglob("data_docs/local_site/index.html"), None)
@@ -154,13 +164,19 @@ def _report(result: dict, frame: pd.DataFrame, cfg: ValidationConfig, docs_index
         column = kwargs.get("column")
         detail = res.get("result") or {}
         examples = _examples(detail, column, frame, cfg.failed_rows_shown)
-        failed.append(FailedExpectation(
-            expectation=config["type"], column=column,
-            description=_describe(config["type"], column, kwargs, detail),
-            unexpected_count=detail.get("unexpected_count"), examples=examples))
+        failed.append(
+            FailedExpectation(
+                expectation=config["type"],
+                column=column,
+                description=_describe(config["type"], column, kwargs, detail),
+                unexpected_count=detail.get("unexpected_count"),
+                examples=examples,
+            )
+        )
     stats = result.get("statistics", {})
-    return ValidationReport(bool(result["success"]), int(stats.get("evaluated_expectations", 0)),
-                            failed, result, docs_index)
+    return ValidationReport(
+        bool(result["success"]), int(stats.get("evaluated_expectations", 0)), failed, result, docs_index
+    )
 
 
 def _describe(kind: str, column, kwargs: dict, detail: dict) -> str:

@@ -61,23 +61,32 @@ def compress_model(ctx: RunContext, source: ModelSource) -> dict:
     logger, cfg = get_run_logger(), ctx.settings.compress
     dataset, _, splits = load_splits(ctx)
     teacher = load_version(source.name, source.version)
-    report = compress(teacher, dataset.schema.image_shape, splits, list(dataset.schema.classes),
-                      cfg, ctx.settings.train)
+    report = compress(
+        teacher, dataset.schema.image_shape, splits, list(dataset.schema.classes), cfg, ctx.settings.train
+    )
     for method, why in report.skipped.items():
         logger.warning("compress: %s skipped: %s", method, why)
     frame = log_report(ctx, report, source)
     logger.info("compression of %s:\n%s\n%s", source.ref, markdown(frame), report.selection.summary())
     chosen = report.chosen
-    out = {"source": source.__dict__, "selection": report.selection.summary(), "chosen": None,
-           "table": frame.to_dict(orient="records")}
+    out = {
+        "source": source.__dict__,
+        "selection": report.selection.summary(),
+        "chosen": None,
+        "table": frame.to_dict(orient="records"),
+    }
     if chosen is not None:
         path = Path(ctx.work_dir, f"{chosen.name}.mmz")
         save(path, chosen.stored())
-        out["chosen"] = {"path": str(path), **report.row(chosen.name).flat(),
-                         "input_example": splits["test"][0][:4].numpy()}
+        out["chosen"] = {
+            "path": str(path),
+            **report.row(chosen.name).flat(),
+            "input_example": splits["test"][0][:4].numpy(),
+        }
         if report.onnx is not None:
-            out["chosen"].update(onnx_max_abs_diff=report.onnx.max_abs_diff,
-                                 onnx_label_agreement=report.onnx.label_agreement)
+            out["chosen"].update(
+                onnx_max_abs_diff=report.onnx.max_abs_diff, onnx_label_agreement=report.onnx.label_agreement
+            )
     return out
 
 
@@ -87,28 +96,52 @@ def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
 
     tracker, frame = ctx.tracker(), table(report.rows)
     for row in report.rows:
-        child = Tracker.start(ctx.settings, ctx.project_dir, f"compress-{row.name}",
-                              {"flow": "compress", "variant": row.name, "method": row.method,
-                               "source_model": source.name, "source_version": source.version},
-                              parent_run_id=ctx.run_id)
+        child = Tracker.start(
+            ctx.settings,
+            ctx.project_dir,
+            f"compress-{row.name}",
+            {
+                "flow": "compress",
+                "variant": row.name,
+                "method": row.method,
+                "source_model": source.name,
+                "source_version": source.version,
+            },
+            parent_run_id=ctx.run_id,
+        )
         child.log_params({"variant": row.name, "method": row.method, **row.settings})
         child.log_metrics(_row_metrics(row.flat()))
         child.finish()
     tracker.log_table(frame, "compression/variants.json")
     tracker.log_text(markdown(frame) + "\n\n" + report.selection.summary() + "\n", "compression/summary.md")
-    plot = plot_size_vs_accuracy(report.rows, Path(ctx.work_dir, "size_vs_accuracy.png"),
-                                 report.selection.chosen, report.selection.budget_points)
+    plot = plot_size_vs_accuracy(
+        report.rows,
+        Path(ctx.work_dir, "size_vs_accuracy.png"),
+        report.selection.chosen,
+        report.selection.budget_points,
+    )
     tracker.log_artifact(plot, "compression")
     if report.onnx_model is not None:
         onnx_path = Path(ctx.work_dir, f"{report.selection.chosen}.onnx")
         onnx_path.write_bytes(report.onnx_model)
         tracker.log_artifact(onnx_path, "compression")
-        tracker.log_metrics({"compress_onnx_max_abs_diff": report.onnx.max_abs_diff,
-                             "compress_onnx_label_agreement": report.onnx.label_agreement})
-    tracker.set_tags({"compress_selected": report.selection.chosen or "none",
-                      **({"compress_onnx_error": report.onnx_error} if report.onnx_error else {})})
-    create_table_artifact(table=frame.round(6).to_dict(orient="records"), key="compression-variants",
-                          description=f"compression of {source.ref}: {report.selection.summary().splitlines()[0]}")
+        tracker.log_metrics(
+            {
+                "compress_onnx_max_abs_diff": report.onnx.max_abs_diff,
+                "compress_onnx_label_agreement": report.onnx.label_agreement,
+            }
+        )
+    tracker.set_tags(
+        {
+            "compress_selected": report.selection.chosen or "none",
+            **({"compress_onnx_error": report.onnx_error} if report.onnx_error else {}),
+        }
+    )
+    create_table_artifact(
+        table=frame.round(6).to_dict(orient="records"),
+        key="compression-variants",
+        description=f"compression of {source.ref}: {report.selection.summary().splitlines()[0]}",
+    )
     return frame
 
 
@@ -121,7 +154,6 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
-
     from tasks import compressed_model
     from tasks.compressed_model import ARTIFACT, CompressedClassifier
 
@@ -131,27 +163,54 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
         return None
     tracker, probe, example = ctx.tracker(), CompressedClassifier(), chosen["input_example"]
     probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
-    model_uri = tracker.log_pyfunc_model(compressed_model.__file__, {ARTIFACT: chosen["path"]}, example,
-                                         probe.predict(None, example), name="compressed_model")
+    model_uri = tracker.log_pyfunc_model(
+        compressed_model.__file__,
+        {ARTIFACT: chosen["path"]},
+        example,
+        probe.predict(None, example),
+        name="compressed_model",
+    )
     name = source["name"] + ctx.settings.compress.registered_suffix
     version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))
     if source["is_champion"]:
         tracker.client.set_registered_model_alias(name, CHAMPION, version.version)
     tracker.set_tags({"compressed_model": name, "compressed_version": version.version})
-    get_run_logger().info("registered %s version %s (%s of %s v%s)%s", name, version.version,
-                          chosen["name"], source["name"], source["version"],
-                          ", alias champion" if source["is_champion"] else "")
-    return {"name": name, "version": version.version, "variant": chosen["name"],
-            "champion": source["is_champion"], "model_uri": model_uri}
+    get_run_logger().info(
+        "registered %s version %s (%s of %s v%s)%s",
+        name,
+        version.version,
+        chosen["name"],
+        source["name"],
+        source["version"],
+        ", alias champion" if source["is_champion"] else "",
+    )
+    return {
+        "name": name,
+        "version": version.version,
+        "variant": chosen["name"],
+        "champion": source["is_champion"],
+        "model_uri": model_uri,
+    }
 
 
 def _version_tags(chosen: dict, source: dict, lineage: dict, run_id: str) -> dict[str, str]:
-    figures = {k: chosen[k] for k in chosen if k.startswith(("accuracy", "macro_f1", "size", "latency_ms",
-                                                             "speedup", "parameters", "nonzero", "onnx"))}
-    return {**lineage, "source_model": source["name"], "source_version": source["version"],
-            "variant": chosen["name"], "method": chosen["method"], "settings": chosen["settings"],
-            "mlflow_run_id": run_id, **{k: f"{v:.6g}" if isinstance(v, float) else str(v)
-                                        for k, v in figures.items()}}
+    figures = {
+        k: chosen[k]
+        for k in chosen
+        if k.startswith(
+            ("accuracy", "macro_f1", "size", "latency_ms", "speedup", "parameters", "nonzero", "onnx")
+        )
+    }
+    return {
+        **lineage,
+        "source_model": source["name"],
+        "source_version": source["version"],
+        "variant": chosen["name"],
+        "method": chosen["method"],
+        "settings": chosen["settings"],
+        "mlflow_run_id": run_id,
+        **{k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in figures.items()},
+    }
 
 
 class _Artifacts:
@@ -167,11 +226,18 @@ def publish_compression_summary(ctx: RunContext, result: dict, registered: dict 
     import pandas as pd
 
     source = result["source"]
-    outcome = (f"registered **{registered['name']} version {registered['version']}** "
-               f"(`{registered['variant']}`{', alias `champion`' if registered['champion'] else ''})"
-               if registered else "**nothing registered**: no variant fits the accuracy budget")
-    text = (f"# compress: {source['name']} v{source['version']}\n\n{outcome}\n\n"
-            f"{result['selection']}\n\n{markdown(pd.DataFrame(result['table']))}\n")
-    create_markdown_artifact(markdown=text, key="compress-summary", description="modelmill compression summary")
+    outcome = (
+        f"registered **{registered['name']} version {registered['version']}** "
+        f"(`{registered['variant']}`{', alias `champion`' if registered['champion'] else ''})"
+        if registered
+        else "**nothing registered**: no variant fits the accuracy budget"
+    )
+    text = (
+        f"# compress: {source['name']} v{source['version']}\n\n{outcome}\n\n"
+        f"{result['selection']}\n\n{markdown(pd.DataFrame(result['table']))}\n"
+    )
+    create_markdown_artifact(
+        markdown=text, key="compress-summary", description="modelmill compression summary"
+    )
     ctx.tracker().log_text(text, "compression/outcome.md")
     return text

@@ -52,8 +52,9 @@ def version_data(project_dir: str | Path, settings: Settings, message: str) -> s
         pointer = pointer_file(project_dir, settings).name
         subprocess.run(["git", "add", pointer, ".gitignore"], cwd=project_dir, check=True)
         if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=project_dir).returncode:
-            subprocess.run(["git", "commit", "-q", "-m", f"{message} (data {version})"],
-                           cwd=project_dir, check=True)
+            subprocess.run(
+                ["git", "commit", "-q", "-m", f"{message} (data {version})"], cwd=project_dir, check=True
+            )
     return version
 
 
@@ -66,8 +67,7 @@ def push_data(project_dir: str, settings: Settings) -> int:
         if not repo.config.get("core", {}).get("remote") and not settings.data.dvc_remote:
             get_run_logger().warning("no DVC remote configured: data version not pushed")
             return 0
-        return repo.push(targets=[str(pointer_file(project_dir, settings))],
-                         remote=settings.data.dvc_remote)
+        return repo.push(targets=[str(pointer_file(project_dir, settings))], remote=settings.data.dvc_remote)
 
 
 @task(name="sync-data", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)

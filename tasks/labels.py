@@ -13,8 +13,14 @@ from modelmill.config import Settings
 from modelmill.data import ID, load_dataset
 from modelmill.errors import ModelmillError
 from modelmill.labels import (
-    ImportReport, archived_hashes, build_tasks, file_sha256, import_exports, select_uncertain,
-    write_labeling_config, write_tasks,
+    ImportReport,
+    archived_hashes,
+    build_tasks,
+    file_sha256,
+    import_exports,
+    select_uncertain,
+    write_labeling_config,
+    write_tasks,
 )
 from tasks.data import push_data, version_data
 from tasks.tracking import Tracker
@@ -40,9 +46,14 @@ def merge_exports(project_dir: str, settings: Settings, paths: list[str]) -> Imp
     report = import_exports(Path(project_dir, settings.data.dir), paths, settings.labels)
     for problem in report.problems[:20]:
         logger.warning("skipped: %s", problem)
-    logger.info("labels: %d new, %d changed, %d unchanged; %d items for review; files written: %s",
-                report.labels_new, report.labels_changed, report.labels_unchanged, len(report.review),
-                ", ".join(report.written) or "none")
+    logger.info(
+        "labels: %d new, %d changed, %d unchanged; %d items for review; files written: %s",
+        report.labels_new,
+        report.labels_changed,
+        report.labels_unchanged,
+        len(report.review),
+        ", ".join(report.written) or "none",
+    )
     return report
 
 
@@ -56,39 +67,65 @@ def new_data_version(project_dir: str, settings: Settings, report: ImportReport)
 
 
 @task(name="label-import-report", cache_policy=NO_CACHE)
-def publish_import(project_dir: str, settings: Settings, run_id: str, report: ImportReport,
-                   before: str, after: str) -> dict:
+def publish_import(
+    project_dir: str, settings: Settings, run_id: str, report: ImportReport, before: str, after: str
+) -> dict:
     """The report as MLflow metrics/tags/artifacts of the import run and Prefect table artifacts."""
     tracker, res = Tracker.attach(settings, project_dir, run_id), report.resolution
-    tracker.set_tags({"data_version_before": before, "data_version_after": after,
-                      "data_version": after, "labels_strategy": res.strategy, "kappa_kind": res.kappa_kind,
-                      "exports": ",".join(f["sha256"][:12] for f in report.files),
-                      "data_changed": str(report.changed).lower()})
+    tracker.set_tags(
+        {
+            "data_version_before": before,
+            "data_version_after": after,
+            "data_version": after,
+            "labels_strategy": res.strategy,
+            "kappa_kind": res.kappa_kind,
+            "exports": ",".join(f["sha256"][:12] for f in report.files),
+            "data_changed": str(report.changed).lower(),
+        }
+    )
     tracker.log_metrics(report.metrics())
     summary = report_dict(report, before, after)
     tracker.log_dict(summary, "labels/import_report.json")
     tracker.log_text(report.review.to_csv(index=False), "labels/review.csv")
-    create_table_artifact(table=report.rows(), key="label-import",
-                          description=f"Label import: data version {before} -> {after}")
+    create_table_artifact(
+        table=report.rows(), key="label-import", description=f"Label import: data version {before} -> {after}"
+    )
     if not report.review.empty:
         shown = report.review.head(REVIEW_ROWS_SHOWN)
-        create_table_artifact(table=json.loads(shown.to_json(orient="records")), key="label-review",
-                              description=f"{len(report.review)} items for review (first {len(shown)})")
+        create_table_artifact(
+            table=json.loads(shown.to_json(orient="records")),
+            key="label-review",
+            description=f"{len(report.review)} items for review (first {len(shown)})",
+        )
     return summary
 
 
 def report_dict(report: ImportReport, before: str, after: str) -> dict:
-    return {"data_version_before": before, "data_version_after": after, "changed": report.changed,
-            "files": report.files, "written": report.written, "metrics": report.metrics(),
-            "ignored": dict(report.ignored), "skipped": dict(report.skipped), "problems": report.problems,
-            "strategy": report.resolution.strategy, "kappa_kind": report.resolution.kappa_kind,
-            "annotator_reliability": report.resolution.annotator_reliability,
-            "review": json.loads(report.review.to_json(orient="records"))}
+    return {
+        "data_version_before": before,
+        "data_version_after": after,
+        "changed": report.changed,
+        "files": report.files,
+        "written": report.written,
+        "metrics": report.metrics(),
+        "ignored": dict(report.ignored),
+        "skipped": dict(report.skipped),
+        "problems": report.problems,
+        "strategy": report.resolution.strategy,
+        "kappa_kind": report.resolution.kappa_kind,
+        "annotator_reliability": report.resolution.annotator_reliability,
+        "review": json.loads(report.review.to_json(orient="records")),
+    }
 
 
-def export_uncertain_tasks(project_dir: str | Path, settings: Settings, out_dir: str | Path,
-                           count: int | None = None, method: str | None = None,
-                           include_labeled: bool = False) -> dict:
+def export_uncertain_tasks(
+    project_dir: str | Path,
+    settings: Settings,
+    out_dir: str | Path,
+    count: int | None = None,
+    method: str | None = None,
+    include_labeled: bool = False,
+) -> dict:
     """Label Studio tasks for the items the champion is least sure about, plus the labeling config."""
     from modelmill.data import to_tensors
     from modelmill.training import predict_proba
@@ -104,12 +141,17 @@ def export_uncertain_tasks(project_dir: str | Path, settings: Settings, out_dir:
     x, _ = to_tensors(dataset.items, dataset.schema)
     proba = predict_proba(load_version(name, champion.version), x).numpy()
     exclude = set() if include_labeled else set(dataset.labels[ID].astype(str))
-    chosen = select_uncertain(dataset.items[ID].astype(str), proba, count or cfg.export_count,
-                              method or cfg.uncertainty, exclude)
+    chosen = select_uncertain(
+        dataset.items[ID].astype(str), proba, count or cfg.export_count, method or cfg.uncertainty, exclude
+    )
     tasks = build_tasks(chosen, dataset.items, proba, dataset.schema, cfg, f"{name}/{champion.version}")
     out_dir = Path(out_dir)
-    return {"tasks": str(write_tasks(out_dir / "tasks.json", tasks)),
-            "labeling_config": str(write_labeling_config(out_dir / "labeling_config.xml",
-                                                         dataset.schema.classes, cfg)),
-            "count": len(tasks), "model_version": f"{name}/{champion.version}",
-            "method": method or cfg.uncertainty}
+    return {
+        "tasks": str(write_tasks(out_dir / "tasks.json", tasks)),
+        "labeling_config": str(
+            write_labeling_config(out_dir / "labeling_config.xml", dataset.schema.classes, cfg)
+        ),
+        "count": len(tasks),
+        "model_version": f"{name}/{champion.version}",
+        "method": method or cfg.uncertainty,
+    }

@@ -29,8 +29,9 @@ def load_version(name: str, version: str):
 
 
 @task(name="register", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def register(ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: dict[str, str],
-             input_example) -> dict:
+def register(
+    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: dict[str, str], input_example
+) -> dict:
     """Log the challenger, register a version with lineage tags, set its aliases per the gate."""
     import mlflow
 
@@ -38,8 +39,12 @@ def register(ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: 
     name = ctx.settings.registry.model_name
     model = torch.load(checkpoint, weights_only=False)
     model_uri = tracker.log_pytorch_model(model, input_example)
-    tags = {**lineage, "gate": "promoted" if decision.promote else "rejected",
-            f"test_{decision.metric}": f"{decision.challenger:.6f}", "mlflow_run_id": ctx.run_id}
+    tags = {
+        **lineage,
+        "gate": "promoted" if decision.promote else "rejected",
+        f"test_{decision.metric}": f"{decision.challenger:.6f}",
+        "mlflow_run_id": ctx.run_id,
+    }
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client = tracker.client
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -47,9 +52,20 @@ def register(ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: 
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, version)
     champion = version if decision.promote else (str(previous.version) if previous else None)
-    tracker.set_tags({"registered_model": name, "model_version": version,
-                      "promoted": str(decision.promote).lower()})
-    logger.info("registered %s version %s (%s); champion is version %s", name, version,
-                "promoted" if decision.promote else "challenger only", champion)
-    return {"name": name, "version": version, "promoted": decision.promote,
-            "champion_version": champion, "model_uri": model_uri}
+    tracker.set_tags(
+        {"registered_model": name, "model_version": version, "promoted": str(decision.promote).lower()}
+    )
+    logger.info(
+        "registered %s version %s (%s); champion is version %s",
+        name,
+        version,
+        "promoted" if decision.promote else "challenger only",
+        champion,
+    )
+    return {
+        "name": name,
+        "version": version,
+        "promoted": decision.promote,
+        "champion_version": champion,
+        "model_uri": model_uri,
+    }

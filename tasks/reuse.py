@@ -58,14 +58,29 @@ def record_skip(ctx: RunContext, reused: dict, fingerprint: str) -> dict:
     reused_run = reused["mlflow_run_id"]
     tracker = ctx.tracker()
     reused_url = ui_link(ctx, f"#/experiments/{reused['experiment_id']}/runs/{reused_run}")
-    tracker.set_tags({"skipped": "unchanged", "reused_run_id": reused_run, "fingerprint": fingerprint,
-                      "model_version": reused["registry"]["version"],
-                      "mlflow.note.content": f"Nothing changed since run {reused_run}: reused it ({reused_url})."})
-    markdown = (f"# retrain: skipped (unchanged)\n\nData version `{reused['data_version']}`, configuration "
-                f"and code equal those of MLflow run `{reused_run}` ([open]({reused_url})); its model "
-                f"{reused['registry']['name']} version {reused['registry']['version']} stands.\n"
-                f"Run with `force` (CLI: `--force`) to retrain anyway.\n")
-    create_markdown_artifact(markdown=markdown, key="retrain-summary", description="modelmill retrain summary")
+    tracker.set_tags(
+        {
+            "skipped": "unchanged",
+            "reused_run_id": reused_run,
+            "fingerprint": fingerprint,
+            "model_version": reused["registry"]["version"],
+            "mlflow.note.content": f"Nothing changed since run {reused_run}: reused it ({reused_url}).",
+        }
+    )
+    markdown = (
+        f"# retrain: skipped (unchanged)\n\nData version `{reused['data_version']}`, configuration "
+        f"and code equal those of MLflow run `{reused_run}` ([open]({reused_url})); its model "
+        f"{reused['registry']['name']} version {reused['registry']['version']} stands.\n"
+        f"Run with `force` (CLI: `--force`) to retrain anyway.\n"
+    )
+    create_markdown_artifact(
+        markdown=markdown, key="retrain-summary", description="modelmill retrain summary"
+    )
     get_run_logger().info("unchanged since MLflow run %s: skipped retraining", reused_run)
-    return {**reused, "skipped": "unchanged", "reused_run_id": reused_run,
-            "mlflow_run_id": ctx.run_id, "markdown": markdown}
+    return {
+        **reused,
+        "skipped": "unchanged",
+        "reused_run_id": reused_run,
+        "mlflow_run_id": ctx.run_id,
+        "markdown": markdown,
+    }

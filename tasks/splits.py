@@ -15,8 +15,10 @@ _cache: dict[tuple, tuple] = {}
 
 def _stamp(data_dir: Path) -> tuple:
     """Changes whenever a data file is rewritten (label import, dvc checkout, bootstrap)."""
-    return tuple((name, (st := Path(data_dir, name).stat()).st_mtime_ns, st.st_size)
-                 for name in (SCHEMA_FILE, ITEMS_FILE, LABELS_FILE))
+    return tuple(
+        (name, (st := Path(data_dir, name).stat()).st_mtime_ns, st.st_size)
+        for name in (SCHEMA_FILE, ITEMS_FILE, LABELS_FILE)
+    )
 
 
 def load_splits(ctx: RunContext):
@@ -31,8 +33,11 @@ def load_splits(ctx: RunContext):
         dataset = load_dataset(data_dir)
         labeled = dataset.labeled()
         parts = split_frame(labeled, ctx.settings.split)
-        _cache[key] = dataset, labeled, {name: to_tensors(frame, dataset.schema)
-                                         for name, frame in parts.items()}
+        _cache[key] = (
+            dataset,
+            labeled,
+            {name: to_tensors(frame, dataset.schema) for name, frame in parts.items()},
+        )
     return _cache[key]
 
 

@@ -17,8 +17,15 @@ from typing import Any
 
 from modelmill.config import Settings
 
-MODEL_PIP_REQUIREMENTS = ["torch==2.13.0", "numpy==2.4.6", "pandas==3.1.1", "scikit-learn==1.9.1",
-                          "pydantic==2.14.3", "pyyaml==6.0.3", "pyarrow==25.0.1"]
+MODEL_PIP_REQUIREMENTS = [
+    "torch==2.13.0",
+    "numpy==2.4.6",
+    "pandas==3.1.1",
+    "scikit-learn==1.9.1",
+    "pydantic==2.14.3",
+    "pyyaml==6.0.3",
+    "pyarrow==25.0.1",
+]
 SCHEMA_SAMPLE_ROWS = 256  # rows of a validated frame that give its MLflow dataset schema
 
 
@@ -27,7 +34,7 @@ def tracking_uri(settings: Settings, project_dir: str | Path) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking.uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = Path(project_dir, uri[len(prefix):]).resolve()
+        path = Path(project_dir, uri[len(prefix) :]).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = prefix + str(path)
     return uri
@@ -67,8 +74,10 @@ def connect(settings: Settings, project_dir: str | Path):
         location = artifacts.as_uri()
     # the UI then opens the experiment on its runs table (model training), not the GenAI overview
     kind = {"mlflow.experimentKind": "custom_model_development"}
-    _connections[key] = client, client.create_experiment(settings.tracking.experiment,
-                                                         artifact_location=location, tags=kind)
+    _connections[key] = (
+        client,
+        client.create_experiment(settings.tracking.experiment, artifact_location=location, tags=kind),
+    )
     return _connections[key]
 
 
@@ -80,8 +89,14 @@ class Tracker:
     run_id: str
 
     @classmethod
-    def start(cls, settings: Settings, project_dir: str | Path, run_name: str,
-              tags: dict[str, str], parent_run_id: str | None = None) -> "Tracker":
+    def start(
+        cls,
+        settings: Settings,
+        project_dir: str | Path,
+        run_name: str,
+        tags: dict[str, str],
+        parent_run_id: str | None = None,
+    ) -> Tracker:
         client, experiment_id = connect(settings, project_dir)
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
@@ -89,7 +104,7 @@ class Tracker:
         return cls(client, run.info.run_id)
 
     @classmethod
-    def attach(cls, settings: Settings, project_dir: str | Path, run_id: str) -> "Tracker":
+    def attach(cls, settings: Settings, project_dir: str | Path, run_id: str) -> Tracker:
         client, _ = connect(settings, project_dir)
         return cls(client, run_id)
 
@@ -101,7 +116,7 @@ class Tracker:
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start:start + 100])
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -109,7 +124,7 @@ class Tracker:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for start in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[start:start + 500])
+            self.client.log_batch(self.run_id, metrics=items[start : start + 500])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -135,19 +150,21 @@ class Tracker:
 
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
-
         from mlflow.types.utils import _infer_schema
 
         with warnings.catch_warnings():  # MLflow's hints on integer columns and local sources
             warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(frame, source=source,
-                                              name=name, digest=digest[:36])
+            dataset = mlflow.data.from_pandas(frame, source=source, name=name, digest=digest[:36])
             # MLflow infers the schema by testing every cell for None/NaN in Python (5.6 s for
             # Fashion-MNIST's 55M cells). The frame passed validation (no nulls), so the
             # schema of its first rows is the schema of the whole; set the cached property.
             dataset.schema = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS))
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+        self.client.log_inputs(
+            self.run_id,
+            datasets=[
+                DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+            ],
+        )
 
     def log_pytorch_model(self, model, input_example, name: str = "model") -> str:
         """Log a torch module (pickle format: loads back as its own class) with a signature.
@@ -157,10 +174,11 @@ class Tracker:
         """
         import logging
 
-        import mlflow
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature
+
+        import mlflow
 
         with torch.no_grad():
             output = model(torch.from_numpy(input_example)).numpy()
@@ -168,8 +186,13 @@ class Tracker:
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle caveat, per call
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pytorch.log_model(
-                model, name=name, signature=signature, input_example=input_example,
-                serialization_format="pickle", pip_requirements=MODEL_PIP_REQUIREMENTS)
+                model,
+                name=name,
+                signature=signature,
+                input_example=input_example,
+                serialization_format="pickle",
+                pip_requirements=MODEL_PIP_REQUIREMENTS,
+            )
         # start_run(run_id=...) marks the run FINISHED on exit; the flow still owns it.
         self.client.update_run(self.run_id, status="RUNNING")
         return info.model_uri
@@ -178,20 +201,26 @@ class Tracker:
         """A table artifact (shown as a table in the MLflow UI's artifact and evaluation views)."""
         self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
 
-    def log_pyfunc_model(self, python_model, artifacts: dict[str, str], input_example, output_example,
-                         name: str = "model") -> str:
+    def log_pyfunc_model(
+        self, python_model, artifacts: dict[str, str], input_example, output_example, name: str = "model"
+    ) -> str:
         """Log a custom mlflow.pyfunc PythonModel (for models that mlflow.pytorch cannot hold,
         e.g. FX-quantized ones) with a signature from an input and output example;
         `python_model` is a models-from-code file path (or a PythonModel instance)."""
-        import mlflow
         import mlflow.pyfunc
         from mlflow.models import infer_signature
 
+        import mlflow
+
         with mlflow.start_run(run_id=self.run_id):
             info = mlflow.pyfunc.log_model(
-                name=name, python_model=python_model, artifacts=artifacts,
+                name=name,
+                python_model=python_model,
+                artifacts=artifacts,
                 signature=infer_signature(input_example, output_example),
-                input_example=input_example, pip_requirements=MODEL_PIP_REQUIREMENTS)
+                input_example=input_example,
+                pip_requirements=MODEL_PIP_REQUIREMENTS,
+            )
         self.client.update_run(self.run_id, status="RUNNING")  # the flow still owns the run
         return info.model_uri
 
@@ -200,8 +229,12 @@ class Tracker:
         """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run."""
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, resume_logging=True,
-                                       tracking_uri=self.client.tracking_uri)
+        monitor = SystemMetricsMonitor(
+            self.run_id,
+            sampling_interval=interval,
+            resume_logging=True,
+            tracking_uri=self.client.tracking_uri,
+        )
         # one sample at the start: the monitor's loop drops the sample it is waiting on when a
         # short training ends first, and would then log nothing
         monitor.collect_metrics()

@@ -19,25 +19,50 @@ def train_challenger(ctx: RunContext, data_version: str) -> str:
     """Train a new model on the train split (early stopping on val); returns the checkpoint path."""
     logger, tracker, cfg = get_run_logger(), ctx.tracker(), ctx.settings
     dataset, labeled, xy = load_splits(ctx)
-    tracker.log_dataset(labeled, name=dataset.schema.name, digest=data_version, context="training",
-                        source=str(ctx.data_dir.resolve()))
+    tracker.log_dataset(
+        labeled,
+        name=dataset.schema.name,
+        digest=data_version,
+        context="training",
+        source=str(ctx.data_dir.resolve()),
+    )
     model = build_model(dataset.schema.image_shape, len(dataset.schema.classes), cfg.model)
-    tracker.log_params({f"split.{k}_rows": len(v[1]) for k, v in xy.items()}
-                       | {"model.parameters": count_parameters(model)})
+    tracker.log_params(
+        {f"split.{k}_rows": len(v[1]) for k, v in xy.items()} | {"model.parameters": count_parameters(model)}
+    )
 
     def on_epoch(m: EpochMetrics) -> None:
-        tracker.log_metrics({"train_loss": m.train_loss, "train_accuracy": m.train_accuracy,
-                             "val_loss": m.val_loss, "val_accuracy": m.val_accuracy,
-                             "epoch_seconds": m.seconds, "samples_per_second": m.samples_per_second},
-                            step=m.epoch)
-        logger.info("epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  (%.1fs)",
-                    m.epoch, cfg.train.epochs, m.train_loss, m.val_loss, m.val_accuracy, m.seconds)
+        tracker.log_metrics(
+            {
+                "train_loss": m.train_loss,
+                "train_accuracy": m.train_accuracy,
+                "val_loss": m.val_loss,
+                "val_accuracy": m.val_accuracy,
+                "epoch_seconds": m.seconds,
+                "samples_per_second": m.samples_per_second,
+            },
+            step=m.epoch,
+        )
+        logger.info(
+            "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  (%.1fs)",
+            m.epoch,
+            cfg.train.epochs,
+            m.train_loss,
+            m.val_loss,
+            m.val_accuracy,
+            m.seconds,
+        )
 
     with tracker.system_metrics():
         result = train(model, xy["train"], xy["val"], cfg.train, on_epoch=on_epoch)
-    tracker.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                         "train_seconds": result.seconds,
-                         "train_samples_per_second": result.samples_per_second})
+    tracker.log_metrics(
+        {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "train_seconds": result.seconds,
+            "train_samples_per_second": result.samples_per_second,
+        }
+    )
     checkpoint = Path(ctx.work_dir, "challenger.pt")
     torch.save(result.model, checkpoint)
     return str(checkpoint)

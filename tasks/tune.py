@@ -10,11 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+import optuna
 from modelmill import tuning
 from modelmill.config import Settings
 from tasks.context import RunContext
@@ -43,10 +43,20 @@ class TrialRunLogger:
         if self._settings is None:
             self._settings = Settings.model_validate_json(self.settings_json)
         state = trial.state.name.lower()
-        tags = {**self.tags, "optuna.study_name": study_name, "optuna.trial_number": str(trial.number),
-                "optuna.state": state, "optuna.retry_of": str(trial.system_attrs.get("failed_trial", ""))}
-        run = Tracker.start(self._settings, self.project_dir, f"trial-{trial.number:03d}-{state}",
-                            tags, parent_run_id=self.parent_run_id)
+        tags = {
+            **self.tags,
+            "optuna.study_name": study_name,
+            "optuna.trial_number": str(trial.number),
+            "optuna.state": state,
+            "optuna.retry_of": str(trial.system_attrs.get("failed_trial", "")),
+        }
+        run = Tracker.start(
+            self._settings,
+            self.project_dir,
+            f"trial-{trial.number:03d}-{state}",
+            tags,
+            parent_run_id=self.parent_run_id,
+        )
         run.log_params({**trial.params, "trial_number": trial.number})
         for epoch in trial.user_attrs.get(tuning.HISTORY_ATTR, []):
             run.log_metrics({k: epoch[k] for k in EPOCH_METRICS}, step=epoch["epoch"])
@@ -56,8 +66,14 @@ class TrialRunLogger:
 
 
 @task(name="tune", cache_policy=NO_CACHE)
-def tune_study(project_dir: str, settings: Settings, data_version: str, run_name: str,
-               tags: dict[str, str], parent_run_id: str | None = None) -> dict[str, Any]:
+def tune_study(
+    project_dir: str,
+    settings: Settings,
+    data_version: str,
+    run_name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
     """Run (or resume) the study for this data version; returns the best params and value."""
     logger = get_run_logger()
     settings = settings.override({"data.dir": str(Path(project_dir, settings.data.dir).resolve())})
@@ -68,10 +84,16 @@ def tune_study(project_dir: str, settings: Settings, data_version: str, run_name
     status = "FAILED"
     try:
         parent.log_params(settings.flat())
-        trial_logger = TrialRunLogger(settings, project_dir, parent.run_id,
-                                      {k: v for k, v in tags.items() if k != "flow_stage"})
-        logger.info("tuning: %d trials in total, %d worker(s), pruner %s, storage %s",
-                    settings.tune.trials, settings.tune.workers, settings.tune.pruner, settings.tune.storage)
+        trial_logger = TrialRunLogger(
+            settings, project_dir, parent.run_id, {k: v for k, v in tags.items() if k != "flow_stage"}
+        )
+        logger.info(
+            "tuning: %d trials in total, %d worker(s), pruner %s, storage %s",
+            settings.tune.trials,
+            settings.tune.workers,
+            settings.tune.pruner,
+            settings.tune.storage,
+        )
         result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         log_missing_trials(parent, study, trial_logger)
@@ -79,11 +101,24 @@ def tune_study(project_dir: str, settings: Settings, data_version: str, run_name
         status = "FINISHED"
     finally:
         parent.finish(status)
-    logger.info("study %s: best %s = %s (trial %s); %s", result.study_name, settings.tune.metric,
-                result.best_value, result.best_trial, result.states)
-    return {"study_name": result.study_name, "storage": result.storage, "best_value": result.best_value,
-            "best_params": result.best_params, "best_trial": result.best_trial,
-            "states": result.states, "seconds": result.seconds, "mlflow_run_id": parent.run_id}
+    logger.info(
+        "study %s: best %s = %s (trial %s); %s",
+        result.study_name,
+        settings.tune.metric,
+        result.best_value,
+        result.best_trial,
+        result.states,
+    )
+    return {
+        "study_name": result.study_name,
+        "storage": result.storage,
+        "best_value": result.best_value,
+        "best_params": result.best_params,
+        "best_trial": result.best_trial,
+        "states": result.states,
+        "seconds": result.seconds,
+        "mlflow_run_id": parent.run_id,
+    }
 
 
 def nest_tuning_run(ctx: RunContext, tuned: dict[str, Any]) -> None:
@@ -100,8 +135,8 @@ def log_missing_trials(parent: Tracker, study: optuna.Study, trial_logger: Trial
     ones are reconciled, so two cooperating processes do not log a trial twice."""
     experiment_id = parent.client.get_run(parent.run_id).info.experiment_id
     runs = parent.client.search_runs(
-        [experiment_id], filter_string=f"tags.`optuna.study_name` = '{study.study_name}'",
-        max_results=50000)
+        [experiment_id], filter_string=f"tags.`optuna.study_name` = '{study.study_name}'", max_results=50000
+    )
     logged = {r.data.tags.get("optuna.trial_number") for r in runs}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if str(trial.number) not in logged:
@@ -110,11 +145,13 @@ def log_missing_trials(parent: Tracker, study: optuna.Study, trial_logger: Trial
 
 def log_study_summary(parent: Tracker, study: optuna.Study, result: tuning.TuneResult) -> None:
     parent.set_tags({"optuna.study_name": result.study_name, "optuna.storage": _safe_url(result.storage)})
-    parent.log_metrics({f"trials_{state}": n for state, n in result.states.items()}
-                       | {"tune_seconds": result.seconds})
+    parent.log_metrics(
+        {f"trials_{state}": n for state, n in result.states.items()} | {"tune_seconds": result.seconds}
+    )
     if result.best_value is not None:
-        parent.log_params({f"best.{k}": v for k, v in result.best_params.items()}
-                          | {"best.trial_number": result.best_trial})
+        parent.log_params(
+            {f"best.{k}": v for k, v in result.best_params.items()} | {"best.trial_number": result.best_trial}
+        )
         parent.log_metrics({"best_value": result.best_value})
     parent.log_dict({k: v for k, v in vars(result).items()}, "tuning/result.json")
     with temp_dir("modelmill-tune-plots-") as tmp:
@@ -131,8 +168,7 @@ def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
     from optuna.visualization import matplotlib as plots
 
     saved = []
-    for name in ("optimization_history", "param_importances", "parallel_coordinate",
-                 "intermediate_values"):
+    for name in ("optimization_history", "param_importances", "parallel_coordinate", "intermediate_values"):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental

@@ -30,9 +30,18 @@ TEST_OVERRIDES = {
     "model": {"width": 8, "hidden": 32},
     "tracking": {"experiment": "modelmill-tests"},
     # compression off in retrain (tests/flows/test_compress.py turns it on); tiny when it runs
-    "compress": {"enabled": False, "sparsities": [0.8], "finetune_epochs": 1, "distill_epochs": 1,
-                 "student_width": 4, "student_hidden": 16, "calibration_batches": 2,
-                 "latency_repeats": 3, "latency_batch_sizes": [1, 64], "serving_batch_size": 64},
+    "compress": {
+        "enabled": False,
+        "sparsities": [0.8],
+        "finetune_epochs": 1,
+        "distill_epochs": 1,
+        "student_width": 4,
+        "student_hidden": 16,
+        "calibration_batches": 2,
+        "latency_repeats": 3,
+        "latency_batch_sizes": [1, 64],
+        "serving_batch_size": 64,
+    },
 }
 
 

@@ -18,9 +18,25 @@ from modelmill.compression.storage import Architecture, Recipe, architecture_of,
 from modelmill.config import CompressConfig, TrainConfig
 from modelmill.errors import CompressionError
 
-__all__ = ["Architecture", "CompressionReport", "OnnxParity", "Recipe", "Selection", "Variant",
-           "VariantRow", "architecture_of", "build_variants", "compress", "load", "markdown",
-           "plot_size_vs_accuracy", "save", "select_variant", "table", "to_bytes"]
+__all__ = [
+    "Architecture",
+    "CompressionReport",
+    "OnnxParity",
+    "Recipe",
+    "Selection",
+    "Variant",
+    "VariantRow",
+    "architecture_of",
+    "build_variants",
+    "compress",
+    "load",
+    "markdown",
+    "plot_size_vs_accuracy",
+    "save",
+    "select_variant",
+    "table",
+    "to_bytes",
+]
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -30,7 +46,7 @@ class CompressionReport:
     rows: list[VariantRow]
     selection: Selection
     variants: dict[str, Variant]
-    skipped: dict[str, str] = field(default_factory=dict)   # method -> why it did not run
+    skipped: dict[str, str] = field(default_factory=dict)  # method -> why it did not run
     onnx: OnnxParity | None = None
     onnx_model: bytes | None = None
     onnx_error: str | None = None
@@ -43,8 +59,9 @@ class CompressionReport:
         return next(r for r in self.rows if r.name == name)
 
 
-def build_variants(teacher: nn.Module, arch: Architecture, splits: dict[str, XY],
-                   cfg: CompressConfig, train_cfg: TrainConfig) -> tuple[list[Variant], dict[str, str]]:
+def build_variants(
+    teacher: nn.Module, arch: Architecture, splits: dict[str, XY], cfg: CompressConfig, train_cfg: TrainConfig
+) -> tuple[list[Variant], dict[str, str]]:
     """The float baseline and every configured variant; methods the backend lacks are skipped."""
     train_xy, val_xy = splits["train"], splits["val"]
     variants, skipped = [methods.baseline(teacher, arch)], {}
@@ -65,8 +82,14 @@ def build_variants(teacher: nn.Module, arch: Architecture, splits: dict[str, XY]
     return variants, skipped
 
 
-def compress(teacher: nn.Module, image_shape: tuple[int, int], splits: dict[str, XY],
-             classes: list[str], cfg: CompressConfig, train_cfg: TrainConfig) -> CompressionReport:
+def compress(
+    teacher: nn.Module,
+    image_shape: tuple[int, int],
+    splits: dict[str, XY],
+    classes: list[str],
+    cfg: CompressConfig,
+    train_cfg: TrainConfig,
+) -> CompressionReport:
     """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
     select; export the choice to ONNX."""
     arch = architecture_of(teacher, image_shape)

@@ -26,13 +26,13 @@ class VariantRow:
     method: str
     accuracy: float
     macro_f1: float
-    size_bytes: int          # the stored file: torch.save(package) + zlib
-    dense_size_bytes: int    # plain torch.save(state_dict), uncompressed
+    size_bytes: int  # the stored file: torch.save(package) + zlib
+    dense_size_bytes: int  # plain torch.save(state_dict), uncompressed
     parameters: int
     nonzero_parameters: int
-    latency_ms: dict[int, float]   # batch size -> median ms per batch
+    latency_ms: dict[int, float]  # batch size -> median ms per batch
     settings: dict = field(default_factory=dict)
-    accuracy_delta_points: float = 0.0   # vs the float model, in points (negative = worse)
+    accuracy_delta_points: float = 0.0  # vs the float model, in points (negative = worse)
     size_ratio: float = 1.0
     speedup: dict[int, float] = field(default_factory=dict)  # float latency / this latency
 
@@ -45,19 +45,32 @@ class VariantRow:
         return row
 
 
-def measure(variant: Variant, test_xy: tuple[torch.Tensor, torch.Tensor], classes: list[str],
-            cfg: CompressConfig, latency: dict[int, float] | None = None) -> VariantRow:
+def measure(
+    variant: Variant,
+    test_xy: tuple[torch.Tensor, torch.Tensor],
+    classes: list[str],
+    cfg: CompressConfig,
+    latency: dict[int, float] | None = None,
+) -> VariantRow:
     """The row of one variant; `latency` when timed with the others (interleaved_latency_ms)."""
     x, y = test_xy
     with torch_threads(cfg.threads), torch.inference_mode():
-        predicted = torch.cat([variant.module(x[s:s + 512]) for s in range(0, len(x), 512)]).argmax(1)
+        predicted = torch.cat([variant.module(x[s : s + 512]) for s in range(0, len(x), 512)]).argmax(1)
     latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
     report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
     total, nonzero = weight_counts(variant.module)
-    return VariantRow(variant.name, variant.method, report.accuracy, report.macro_f1,
-                      size_bytes=len(variant.stored()),
-                      dense_size_bytes=dense_size(variant.module), parameters=total,
-                      nonzero_parameters=nonzero, latency_ms=latency, settings=dict(variant.settings))
+    return VariantRow(
+        variant.name,
+        variant.method,
+        report.accuracy,
+        report.macro_f1,
+        size_bytes=len(variant.stored()),
+        dense_size_bytes=dense_size(variant.module),
+        parameters=total,
+        nonzero_parameters=nonzero,
+        latency_ms=latency,
+        settings=dict(variant.settings),
+    )
 
 
 def compare_to_baseline(rows: list[VariantRow], baseline: VariantRow) -> None:
@@ -74,8 +87,9 @@ def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.repeat(repeats, *([1] * (x.dim() - 1)))[:size].contiguous()
 
 
-def interleaved_latency_ms(modules: list[nn.Module], x: torch.Tensor,
-                           cfg: CompressConfig) -> list[dict[int, float]]:
+def interleaved_latency_ms(
+    modules: list[nn.Module], x: torch.Tensor, cfg: CompressConfig
+) -> list[dict[int, float]]:
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
@@ -108,4 +122,3 @@ def weight_counts(module: nn.Module) -> tuple[int, int]:
             total += values.numel()
             nonzero += int(torch.count_nonzero(values))
     return total, nonzero
-

@@ -45,19 +45,40 @@ def dynamic_int8(teacher: nn.Module, arch: Architecture) -> Variant:
     return Variant("dynamic_int8", "dynamic_int8", apply_recipe(teacher, arch, recipe), arch, recipe)
 
 
-def static_int8(teacher: nn.Module, arch: Architecture, train_x: torch.Tensor,
-                cfg: CompressConfig, name: str = "static_int8", method: str = "static_int8") -> Variant:
+def static_int8(
+    teacher: nn.Module,
+    arch: Architecture,
+    train_x: torch.Tensor,
+    cfg: CompressConfig,
+    name: str = "static_int8",
+    method: str = "static_int8",
+) -> Variant:
     """FX graph mode static int8: conv-bn-relu fused, observers calibrated on training data."""
     recipe = Recipe("static_int8", cfg.backend)
     size = cfg.calibration_batch_size
-    batches = [train_x[i:i + size] for i in range(0, min(len(train_x), size * cfg.calibration_batches), size)]
+    batches = [
+        train_x[i : i + size] for i in range(0, min(len(train_x), size * cfg.calibration_batches), size)
+    ]
     module = apply_recipe(teacher, arch, recipe, calibration=batches)
-    return Variant(name, method, module, arch, recipe,
-                   {"backend": cfg.backend, "calibration_items": sum(len(b) for b in batches)})
+    return Variant(
+        name,
+        method,
+        module,
+        arch,
+        recipe,
+        {"backend": cfg.backend, "calibration_items": sum(len(b) for b in batches)},
+    )
 
 
-def pruned(teacher: nn.Module, arch: Architecture, sparsity: float, train_xy: XY, val_xy: XY,
-           cfg: CompressConfig, train_cfg: TrainConfig) -> Variant:
+def pruned(
+    teacher: nn.Module,
+    arch: Architecture,
+    sparsity: float,
+    train_xy: XY,
+    val_xy: XY,
+    cfg: CompressConfig,
+    train_cfg: TrainConfig,
+) -> Variant:
     """Global unstructured L1 pruning of conv+linear weights, a short fine-tune, then permanent."""
     from modelmill.training import train
 
@@ -65,53 +86,84 @@ def pruned(teacher: nn.Module, arch: Architecture, sparsity: float, train_xy: XY
     targets = [(m, "weight") for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
     if cfg.finetune_epochs:
-        tune_cfg = train_cfg.model_copy(update={"epochs": cfg.finetune_epochs,
-                                                "learning_rate": cfg.finetune_learning_rate})
+        tune_cfg = train_cfg.model_copy(
+            update={"epochs": cfg.finetune_epochs, "learning_rate": cfg.finetune_learning_rate}
+        )
         module = train(module, train_xy, val_xy, tune_cfg).model
     for m, name in targets:
         prune.remove(m, name)
     label = f"pruned_{round(sparsity * 100)}"
-    return Variant(label, "prune", module.cpu().eval(), arch,
-                   settings={"sparsity": sparsity, "finetune_epochs": cfg.finetune_epochs})
+    return Variant(
+        label,
+        "prune",
+        module.cpu().eval(),
+        arch,
+        settings={"sparsity": sparsity, "finetune_epochs": cfg.finetune_epochs},
+    )
 
 
 def distillation_loss(teacher: nn.Module, temperature: float, alpha: float):
     """alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels)."""
+
     def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             soft_targets = F.softmax(teacher.to(x.device)(x) / temperature, dim=1)
-        soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets,
-                        reduction="batchmean") * temperature**2
+        soft = (
+            F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean")
+            * temperature**2
+        )
         return alpha * soft + (1 - alpha) * F.cross_entropy(logits, y)
+
     return loss
 
 
 def student_architecture(arch: Architecture, cfg: CompressConfig) -> Architecture:
-    model = arch.model.model_copy(update={
-        "width": cfg.student_width, "hidden": cfg.student_hidden,
-        "depth": cfg.student_depth or arch.model.depth})
+    model = arch.model.model_copy(
+        update={
+            "width": cfg.student_width,
+            "hidden": cfg.student_hidden,
+            "depth": cfg.student_depth or arch.model.depth,
+        }
+    )
     return Architecture(arch.image_shape, arch.num_classes, model)
 
 
-def distilled(teacher: nn.Module, arch: Architecture, train_xy: XY, val_xy: XY,
-              cfg: CompressConfig, train_cfg: TrainConfig) -> Variant:
+def distilled(
+    teacher: nn.Module,
+    arch: Architecture,
+    train_xy: XY,
+    val_xy: XY,
+    cfg: CompressConfig,
+    train_cfg: TrainConfig,
+) -> Variant:
     """A smaller ConvNet trained against the teacher's temperature-softened outputs."""
     from modelmill.training import train
 
     student_arch = student_architecture(arch, cfg)
     teacher = copy.deepcopy(teacher).eval()
     epochs = cfg.distill_epochs or train_cfg.epochs
-    result = train(student_arch.build().train(), train_xy, val_xy,
-                   train_cfg.model_copy(update={"epochs": epochs}),
-                   loss=distillation_loss(teacher, cfg.temperature, cfg.alpha))
-    settings = {"student_width": cfg.student_width, "student_hidden": cfg.student_hidden,
-                "student_depth": student_arch.model.depth, "temperature": cfg.temperature,
-                "alpha": cfg.alpha, "epochs": epochs, "best_epoch": result.best_epoch}
+    result = train(
+        student_arch.build().train(),
+        train_xy,
+        val_xy,
+        train_cfg.model_copy(update={"epochs": epochs}),
+        loss=distillation_loss(teacher, cfg.temperature, cfg.alpha),
+    )
+    settings = {
+        "student_width": cfg.student_width,
+        "student_hidden": cfg.student_hidden,
+        "student_depth": student_arch.model.depth,
+        "temperature": cfg.temperature,
+        "alpha": cfg.alpha,
+        "epochs": epochs,
+        "best_epoch": result.best_epoch,
+    }
     return Variant("distilled", "distill", result.model.cpu().eval(), student_arch, settings=settings)
 
 
 def quantized_student(student: Variant, train_x: torch.Tensor, cfg: CompressConfig) -> Variant:
-    variant = static_int8(student.module, student.arch, train_x, cfg,
-                          name="distilled_static_int8", method="distill+static_int8")
+    variant = static_int8(
+        student.module, student.arch, train_x, cfg, name="distilled_static_int8", method="distill+static_int8"
+    )
     variant.settings = {**student.settings, **variant.settings}
     return variant

@@ -15,8 +15,8 @@ from modelmill.errors import CompressionError
 @dataclass
 class OnnxParity:
     size_bytes: int
-    max_abs_diff: float       # largest |logit difference| between onnxruntime and torch
-    label_agreement: float    # fraction of items with the same predicted class
+    max_abs_diff: float  # largest |logit difference| between onnxruntime and torch
+    label_agreement: float  # fraction of items with the same predicted class
 
 
 def export_onnx(module: nn.Module, image_shape: tuple[int, int], opset: int = 17) -> bytes:
@@ -25,11 +25,20 @@ def export_onnx(module: nn.Module, image_shape: tuple[int, int], opset: int = 17
     buffer = io.BytesIO()
     example = (torch.zeros(1, 1, *image_shape),)
     try:
-        torch.onnx.export(module.eval(), example, buffer, dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            module.eval(),
+            example,
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
     except Exception as exc:  # the exporter raises several unrelated types for unsupported ops
-        raise CompressionError(f"ONNX export of {type(module).__name__} failed: {str(exc).splitlines()[0]}") from exc
+        raise CompressionError(
+            f"ONNX export of {type(module).__name__} failed: {str(exc).splitlines()[0]}"
+        ) from exc
     return buffer.getvalue()
 
 
@@ -40,5 +49,8 @@ def check_parity(onnx_model: bytes, module: nn.Module, x: torch.Tensor) -> OnnxP
     onnx_logits = session.run(None, {"image": x.numpy()})[0]
     with torch.inference_mode():
         torch_logits = module.eval()(x).numpy()
-    return OnnxParity(len(onnx_model), float(np.abs(onnx_logits - torch_logits).max()),
-                      float((onnx_logits.argmax(1) == torch_logits.argmax(1)).mean()))
+    return OnnxParity(
+        len(onnx_model),
+        float(np.abs(onnx_logits - torch_logits).max()),
+        float((onnx_logits.argmax(1) == torch_logits.argmax(1)).mean()),
+    )

@@ -8,8 +8,18 @@ import pandas as pd
 
 from modelmill.compression.measure import VariantRow
 
-COLUMNS = ["name", "method", "accuracy", "accuracy_delta_points", "macro_f1", "size_bytes",
-           "size_ratio", "dense_size_bytes", "parameters", "nonzero_parameters"]
+COLUMNS = [
+    "name",
+    "method",
+    "accuracy",
+    "accuracy_delta_points",
+    "macro_f1",
+    "size_bytes",
+    "size_ratio",
+    "dense_size_bytes",
+    "parameters",
+    "nonzero_parameters",
+]
 
 
 def table(rows: list[VariantRow]) -> pd.DataFrame:
@@ -29,8 +39,9 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def plot_size_vs_accuracy(rows: list[VariantRow], path: str | Path, chosen: str | None = None,
-                          budget_points: float | None = None) -> Path:
+def plot_size_vs_accuracy(
+    rows: list[VariantRow], path: str | Path, chosen: str | None = None, budget_points: float | None = None
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,12 +51,21 @@ def plot_size_vs_accuracy(rows: list[VariantRow], path: str | Path, chosen: str 
     for row in rows:
         marker, color = ("*", "tab:red") if row.name == chosen else ("o", "tab:blue")
         ax.scatter(row.size_bytes / 1024, row.accuracy * 100, marker=marker, color=color, s=70)
-        ax.annotate(row.name, (row.size_bytes / 1024, row.accuracy * 100), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        ax.annotate(
+            row.name,
+            (row.size_bytes / 1024, row.accuracy * 100),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     baseline = next((r for r in rows if r.name == "float"), None)
     if baseline is not None and budget_points is not None:
-        ax.axhline(baseline.accuracy * 100 - budget_points, ls="--", color="grey",
-                   label=f"budget: float - {budget_points:g} points")
+        ax.axhline(
+            baseline.accuracy * 100 - budget_points,
+            ls="--",
+            color="grey",
+            label=f"budget: float - {budget_points:g} points",
+        )
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("stored size (KiB, log scale)")

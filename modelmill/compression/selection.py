@@ -17,14 +17,19 @@ class Selection:
     reasons: dict[str, str] = field(default_factory=dict)  # variant -> why it was or was not chosen
 
     def summary(self) -> str:
-        head = (f"selected `{self.chosen}`" if self.chosen else "no variant fits the budget; nothing selected")
+        head = f"selected `{self.chosen}`" if self.chosen else "no variant fits the budget; nothing selected"
         lines = [f"{head} (budget {self.budget_points:.2f} accuracy points, by {self.select_by})"]
         lines += [f"- {name}: {why}" for name, why in self.reasons.items()]
         return "\n".join(lines)
 
 
-def select_variant(rows: list[VariantRow], baseline: str = "float", budget_points: float = 1.0,
-                   select_by: str = "size", serving_batch_size: int = 256) -> Selection:
+def select_variant(
+    rows: list[VariantRow],
+    baseline: str = "float",
+    budget_points: float = 1.0,
+    select_by: str = "size",
+    serving_batch_size: int = 256,
+) -> Selection:
     """Among the non-baseline rows whose accuracy drop is within budget and which beat the
     baseline on the criterion, the one with the least size (or latency at the serving batch)."""
     base = next(r for r in rows if r.name == baseline)
@@ -36,9 +41,13 @@ def select_variant(rows: list[VariantRow], baseline: str = "float", budget_point
             continue
         drop = (base.accuracy - row.accuracy) * 100
         if drop > budget_points + EPSILON:
-            selection.reasons[row.name] = f"missed the budget: accuracy drop {drop:.2f} > {budget_points:.2f} points"
+            selection.reasons[row.name] = (
+                f"missed the budget: accuracy drop {drop:.2f} > {budget_points:.2f} points"
+            )
         elif cost(row) >= cost(base):
-            selection.reasons[row.name] = f"within budget but not better than {baseline} ({cost(row):.4g} >= {cost(base):.4g} {unit})"
+            selection.reasons[row.name] = (
+                f"within budget but not better than {baseline} ({cost(row):.4g} >= {cost(base):.4g} {unit})"
+            )
         else:
             fits.append(row)
             selection.reasons[row.name] = f"within budget (drop {drop:.2f} points), {cost(row):.4g} {unit}"

@@ -37,11 +37,14 @@ class Architecture:
         return build_model(self.image_shape, self.num_classes, self.model).eval()
 
     def to_dict(self) -> dict:
-        return {"image_shape": list(self.image_shape), "num_classes": self.num_classes,
-                "model": self.model.model_dump()}
+        return {
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "model": self.model.model_dump(),
+        }
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "Architecture":
+    def from_dict(cls, raw: dict) -> Architecture:
         return cls(tuple(raw["image_shape"]), int(raw["num_classes"]), ModelConfig(**raw["model"]))
 
 
@@ -52,8 +55,12 @@ def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architect
     dropouts = [m for m in model.classifier if isinstance(m, nn.Dropout)]
     if not convs or len(linears) != 2:
         raise CompressionError(f"{type(model).__name__}: not a modelmill ConvNet (conv blocks + 2 linear)")
-    cfg = ModelConfig(width=convs[0].out_channels, depth=len(convs), hidden=linears[0].out_features,
-                      dropout=dropouts[0].p if dropouts else 0.0)
+    cfg = ModelConfig(
+        width=convs[0].out_channels,
+        depth=len(convs),
+        hidden=linears[0].out_features,
+        dropout=dropouts[0].p if dropouts else 0.0,
+    )
     return Architecture(tuple(image_shape), linears[1].out_features, cfg)
 
 
@@ -66,8 +73,12 @@ class Recipe:
 
 
 def to_bytes(module: nn.Module, arch: Architecture, recipe: Recipe) -> bytes:
-    package = {"format": FORMAT, "architecture": arch.to_dict(), "recipe": asdict(recipe),
-               "state": module.state_dict()}
+    package = {
+        "format": FORMAT,
+        "architecture": arch.to_dict(),
+        "recipe": asdict(recipe),
+        "state": module.state_dict(),
+    }
     buffer = io.BytesIO()
     torch.save(package, buffer)
     return zlib.compress(buffer.getvalue(), 9)
@@ -93,8 +104,9 @@ def from_bytes(payload: bytes, source: str = "<bytes>") -> tuple[nn.Module, Arch
     return module.eval(), arch, recipe
 
 
-def apply_recipe(module: nn.Module, arch: Architecture, recipe: Recipe,
-                 calibration: list[torch.Tensor] | None = None) -> nn.Module:
+def apply_recipe(
+    module: nn.Module, arch: Architecture, recipe: Recipe, calibration: list[torch.Tensor] | None = None
+) -> nn.Module:
     """The float module turned into the recipe's form (quantized modules, fused layers)."""
     if recipe.quantization not in QUANTIZATIONS:
         raise CompressionError(f"recipe.quantization: unknown '{recipe.quantization}'")
@@ -119,7 +131,8 @@ def use_backend(backend: str) -> None:
     if backend not in torch.backends.quantized.supported_engines:
         raise CompressionError(
             f"compress.backend: '{backend}' is not supported by this torch build "
-            f"(supported: {', '.join(torch.backends.quantized.supported_engines)})")
+            f"(supported: {', '.join(torch.backends.quantized.supported_engines)})"
+        )
     if torch.backends.quantized.engine != backend:
         torch.backends.quantized.engine = backend
 

@@ -9,8 +9,9 @@ rated every multiply-annotated item, Fleiss' kappa (variable raters per item) ot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ class Votes:
     preferred_counts: np.ndarray
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, classes: Sequence[str]) -> "Votes":
+    def from_frame(cls, frame: pd.DataFrame, classes: Sequence[str]) -> Votes:
         item, item_ids = pd.factorize(frame["item_id"], sort=True)
         annotator, annotators = pd.factorize(frame["annotator"], sort=True)
         label = pd.Categorical(frame["label"], categories=list(classes)).codes.astype(np.int64)
@@ -43,13 +44,23 @@ class Votes:
         np.add.at(counts, (item, label), 1)
         mask = frame["preferred"].to_numpy(dtype=bool)
         np.add.at(preferred, (item[mask], label[mask]), 1)
-        return cls(np.asarray(item_ids, dtype=object), tuple(classes), item, annotator,
-                   np.asarray(annotators, dtype=object), label, counts, preferred)
+        return cls(
+            np.asarray(item_ids, dtype=object),
+            tuple(classes),
+            item,
+            annotator,
+            np.asarray(annotators, dtype=object),
+            label,
+            counts,
+            preferred,
+        )
 
 
 @dataclass
 class Resolution:
-    items: pd.DataFrame  # item_id, label (None unless labeled), agreement, confidence, annotations, status, votes
+    items: (
+        pd.DataFrame
+    )  # item_id, label (None unless labeled), agreement, confidence, annotations, status, votes
     strategy: str
     kappa: float | None
     kappa_kind: str
@@ -125,11 +136,18 @@ def strategy_named(name: str) -> Strategy:
     return STRATEGIES[name]()
 
 
-def resolve(frame: pd.DataFrame, classes: Sequence[str], strategy: Strategy,
-            min_agreement: float = 0.5, min_annotations: int = 1) -> Resolution:
+def resolve(
+    frame: pd.DataFrame,
+    classes: Sequence[str],
+    strategy: Strategy,
+    min_agreement: float = 0.5,
+    min_annotations: int = 1,
+) -> Resolution:
     """One row per voted item: the label when the votes are clear enough, else a review reason."""
     if frame.empty:
-        empty = pd.DataFrame(columns=["item_id", "label", "agreement", "confidence", "annotations", "status", "votes"])
+        empty = pd.DataFrame(
+            columns=["item_id", "label", "agreement", "confidence", "annotations", "status", "votes"]
+        )
         return Resolution(empty, strategy.name, None, "none", None)
     votes = Votes.from_frame(frame, classes)
     score, reliability = strategy.posterior(votes)
@@ -137,22 +155,35 @@ def resolve(frame: pd.DataFrame, classes: Sequence[str], strategy: Strategy,
     score = np.where(has_preferred[:, None], _normalise(votes.preferred_counts), score)
     top = score.max(1)
     choice = score.argmax(1)
-    tied = (np.isclose(score, top[:, None], rtol=0, atol=1e-9).sum(1) > 1)
+    tied = np.isclose(score, top[:, None], rtol=0, atol=1e-9).sum(1) > 1
     n = votes.counts.sum(1)
     agreement = votes.counts[np.arange(len(n)), choice] / n
     status = np.select(
-        [tied, n < min_annotations, ~has_preferred & (top < min_agreement)], [TIE, FEW, LOW], LABELED)
-    items = pd.DataFrame({
-        "item_id": votes.item_ids, "label": np.asarray(votes.classes, dtype=object)[choice],
-        "agreement": agreement.round(4), "confidence": top.round(4), "annotations": n.astype(int),
-        "status": status, "votes": "",
-    })
+        [tied, n < min_annotations, ~has_preferred & (top < min_agreement)], [TIE, FEW, LOW], LABELED
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": votes.item_ids,
+            "label": np.asarray(votes.classes, dtype=object)[choice],
+            "agreement": agreement.round(4),
+            "confidence": top.round(4),
+            "annotations": n.astype(int),
+            "status": status,
+            "votes": "",
+        }
+    )
     review = status != LABELED  # vote summaries are for the people reviewing; labeled items skip them
     items.loc[review, "votes"] = _vote_summaries(votes.counts[review], votes.classes)
     items.loc[items["status"] != LABELED, "label"] = None
     kappa, kind = agreement_kappa(votes)
-    return Resolution(items, strategy.name, kappa, kind, float(agreement[n >= 2].mean()) if (n >= 2).any() else None,
-                      reliability)
+    return Resolution(
+        items,
+        strategy.name,
+        kappa,
+        kind,
+        float(agreement[n >= 2].mean()) if (n >= 2).any() else None,
+        reliability,
+    )
 
 
 def agreement_kappa(votes: Votes) -> tuple[float | None, str]:
@@ -182,11 +213,15 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
 
 def _cohen(votes: Votes, multi: np.ndarray) -> float | None:
     frame = pd.DataFrame({"item": votes.item, "annotator": votes.annotator, "label": votes.label})
-    pairs = frame[multi[frame["item"].to_numpy()]].pivot_table(index="item", columns="annotator", values="label", aggfunc="last")
+    pairs = frame[multi[frame["item"].to_numpy()]].pivot_table(
+        index="item", columns="annotator", values="label", aggfunc="last"
+    )
     first, second = pairs[0].to_numpy(), pairs[1].to_numpy()
     observed = float((first == second).mean())
     k = len(votes.classes)
-    expected = float((np.bincount(first, minlength=k) / len(first) * np.bincount(second, minlength=k) / len(second)).sum())
+    expected = float(
+        (np.bincount(first, minlength=k) / len(first) * np.bincount(second, minlength=k) / len(second)).sum()
+    )
     if np.isclose(expected, 1.0):
         return 1.0 if np.isclose(observed, 1.0) else None
     return round((observed - expected) / (1 - expected), 6)

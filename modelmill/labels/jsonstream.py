@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 CHUNK_CHARS = 1 << 23  # 8 Mi characters per read
 MAX_ELEMENT_CHARS = 1 << 26  # one element above 64 Mi characters is refused, not buffered
@@ -33,13 +34,13 @@ class JSONListStream:
 
     def __iter__(self) -> Iterator[Any]:
         self._skip_whitespace()
-        first = self.buf[self.pos:self.pos + 1]
+        first = self.buf[self.pos : self.pos + 1]
         if first != "[":
             what = "a JSON object" if first == "{" else "not JSON"
             raise JSONStreamError("byte 0", f"{what}; expected a JSON list of {self.element}s")
         self.pos += 1
         self._skip_whitespace()
-        if self.buf[self.pos:self.pos + 1] == "]":
+        if self.buf[self.pos : self.pos + 1] == "]":
             self.pos += 1
             return self._expect_end(0)
         index = 0
@@ -47,14 +48,18 @@ class JSONListStream:
             yield self._element(index)
             index += 1
             self._skip_whitespace()
-            sep = self.buf[self.pos:self.pos + 1]
+            sep = self.buf[self.pos : self.pos + 1]
             self.pos += 1
             if sep == "]":
                 return self._expect_end(index)
             if sep != ",":
                 where = f"after {self.element} #{index - 1}"
-                raise JSONStreamError(where, "truncated JSON (the list is not closed)" if not sep
-                                      else f"invalid JSON (expected ',' or ']', found {sep!r})")
+                raise JSONStreamError(
+                    where,
+                    "truncated JSON (the list is not closed)"
+                    if not sep
+                    else f"invalid JSON (expected ',' or ']', found {sep!r})",
+                )
             self._skip_whitespace()
 
     def _element(self, index: int) -> Any:
@@ -97,6 +102,6 @@ class JSONListStream:
         if not chunk:
             self.eof = True
             return False
-        self.buf = self.buf[self.pos:] + chunk
+        self.buf = self.buf[self.pos :] + chunk
         self.pos = 0
         return True

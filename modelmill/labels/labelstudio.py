@@ -14,9 +14,9 @@ import hashlib
 import io
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -24,7 +24,17 @@ from modelmill.config import LabelsConfig
 from modelmill.errors import ExportFormatError
 from modelmill.labels.jsonstream import JSONListStream, JSONStreamError
 
-COLUMNS = ["annotation", "item_id", "annotator", "label", "updated_at", "preferred", "status", "task", "export"]
+COLUMNS = [
+    "annotation",
+    "item_id",
+    "annotator",
+    "label",
+    "updated_at",
+    "preferred",
+    "status",
+    "task",
+    "export",
+]
 USED, CANCELLED, REJECTED = "used", "cancelled", "rejected"
 PROBLEMS_KEPT = 50  # row problems listed in full in a report; the rest are counted
 
@@ -133,8 +143,9 @@ class _HashingReader(io.RawIOBase):
         return self.digest.hexdigest()
 
 
-def read_export(path: str | Path, cfg: LabelsConfig, classes: Iterable[str],
-                known_ids: set[str] | None = None) -> ParsedExport:
+def read_export(
+    path: str | Path, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None = None
+) -> ParsedExport:
     """Parse one export file; raises ExportFormatError when the file as a whole is unusable."""
     path = Path(path)
     _check_file(path, cfg)
@@ -149,9 +160,16 @@ def read_export(path: str | Path, cfg: LabelsConfig, classes: Iterable[str],
     if kind != "json" and tasks:
         tasks = len(collector.row_tasks) or tasks
     parsed = ParsedExport(
-        path=str(path), sha256=sha256, format=kind, tasks=tasks, annotations=collector.frame(sha256),
-        ignored=collector.ignored, skipped=collector.skipped, problems=collector.problems,
-        predictions=collector.predictions, drafts=collector.drafts,
+        path=str(path),
+        sha256=sha256,
+        format=kind,
+        tasks=tasks,
+        annotations=collector.frame(sha256),
+        ignored=collector.ignored,
+        skipped=collector.skipped,
+        problems=collector.problems,
+        predictions=collector.predictions,
+        drafts=collector.drafts,
     )
     _check_usable(parsed, collector, cfg)
     return parsed
@@ -162,7 +180,9 @@ def _check_file(path: Path, cfg: LabelsConfig) -> None:
         raise ExportFormatError(path, None, "no such file")
     size_mb = path.stat().st_size / 2**20
     if size_mb > cfg.max_export_mb:
-        raise ExportFormatError(path, None, f"{size_mb:.0f} MB is above labels.max_export_mb={cfg.max_export_mb:g}")
+        raise ExportFormatError(
+            path, None, f"{size_mb:.0f} MB is above labels.max_export_mb={cfg.max_export_mb:g}"
+        )
     if size_mb == 0:
         raise ExportFormatError(path, None, "empty file (an export holds at least one task)")
 
@@ -172,20 +192,34 @@ def _check_usable(parsed: ParsedExport, collector: _Collector, cfg: LabelsConfig
         raise ExportFormatError(parsed.path, None, "empty export: no tasks")
     if collector.other_kinds and not len(parsed.annotations):
         kind, where = next(iter(collector.other_kinds.items()))
-        raise ExportFormatError(parsed.path, where, f"export of another kind: found {kind}, expected "
-                                f"'choices' results of '{cfg.from_name}'")
+        raise ExportFormatError(
+            parsed.path,
+            where,
+            f"export of another kind: found {kind}, expected 'choices' results of '{cfg.from_name}'",
+        )
     if not len(parsed.annotations) and parsed.problems:
-        raise ExportFormatError(parsed.path, parsed.problems[0].where,
-                                f"no usable annotation; first problem: {parsed.problems[0].reason}")
+        raise ExportFormatError(
+            parsed.path,
+            parsed.problems[0].where,
+            f"no usable annotation; first problem: {parsed.problems[0].reason}",
+        )
     if not len(parsed.annotations) and not sum(parsed.ignored.values()):
-        raise ExportFormatError(parsed.path, None, f"no human annotations in {parsed.tasks} tasks "
-                                f"({parsed.predictions} predictions, {parsed.drafts} drafts)")
+        raise ExportFormatError(
+            parsed.path,
+            None,
+            f"no human annotations in {parsed.tasks} tasks "
+            f"({parsed.predictions} predictions, {parsed.drafts} drafts)",
+        )
     if cfg.strict and parsed.problems:
-        raise ExportFormatError(parsed.path, parsed.problems[0].where,
-                                f"{parsed.problems[0].reason} (labels.strict: no row may be skipped)")
+        raise ExportFormatError(
+            parsed.path,
+            parsed.problems[0].where,
+            f"{parsed.problems[0].reason} (labels.strict: no row may be skipped)",
+        )
 
 
 # ---- JSON and JSON-MIN -------------------------------------------------------------------
+
 
 def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]:
     text = io.TextIOWrapper(io.BufferedReader(reader, buffer_size=1 << 20), encoding="utf-8-sig")
@@ -194,7 +228,9 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
         for index, task in enumerate(JSONListStream(text)):
             where = f"task #{index}"
             if not isinstance(task, dict):
-                raise ExportFormatError(collector.path, where, f"expected a task object, got {type(task).__name__}")
+                raise ExportFormatError(
+                    collector.path, where, f"expected a task object, got {type(task).__name__}"
+                )
             if index == 0:
                 kind = "json" if "data" in task or "annotations" in task else "json-min"
             if kind == "json":
@@ -205,8 +241,9 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
     except JSONStreamError as exc:
         raise ExportFormatError(collector.path, exc.where, exc.problem) from None
     except UnicodeDecodeError:
-        raise ExportFormatError(collector.path, f"after task #{tasks - 1}" if tasks else "byte 0",
-                                "not UTF-8 text") from None
+        raise ExportFormatError(
+            collector.path, f"after task #{tasks - 1}" if tasks else "byte 0", "not UTF-8 text"
+        ) from None
     return kind, tasks
 
 
@@ -247,9 +284,14 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
     if status != USED:
         collector.ignored["cancelled" if status == CANCELLED else "rejected in review"] += 1
     collector.add(
-        annotation=_key(ann.get("id"), task.get("id"), annotator), item_id=item_id, annotator=annotator,
-        label=label, updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
-        preferred=bool(ann.get("ground_truth")) or review is True, status=status, task=str(task.get("id")),
+        annotation=_key(ann.get("id"), task.get("id"), annotator),
+        item_id=item_id,
+        annotator=annotator,
+        label=label,
+        updated_at=str(ann.get("updated_at") or ann.get("created_at") or ""),
+        preferred=bool(ann.get("ground_truth")) or review is True,
+        status=status,
+        task=str(task.get("id")),
     )
 
 
@@ -330,13 +372,18 @@ def _min_row(row: dict, where: str, collector: _Collector) -> None:
     annotator = _annotator(row.get("annotator"))
     collector.add(
         annotation=_key(row.get("annotation_id"), row.get("id"), annotator),
-        item_id=str(row[cfg.item_id_field]), annotator=annotator, label=label,
+        item_id=str(row[cfg.item_id_field]),
+        annotator=annotator,
+        label=label,
         updated_at=str(row.get("updated_at") or row.get("created_at") or ""),
-        preferred=False, status=USED, task=str(row.get("id")),
+        preferred=False,
+        status=USED,
+        task=str(row.get("id")),
     )
 
 
 # ---- CSV -------------------------------------------------------------------------------------
+
 
 def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
     text = io.TextIOWrapper(io.BufferedReader(reader, buffer_size=1 << 16), encoding="utf-8-sig", newline="")

@@ -16,10 +16,10 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,12 +68,19 @@ class ImportReport:
         """Scalar figures (for MLflow metrics and the summary table)."""
         res = self.resolution
         figures = {
-            "tasks": self.tasks, "annotations": self.annotations, "annotations_used": self.used,
-            "annotations_ignored": sum(self.ignored.values()), "annotations_skipped": sum(self.skipped.values()),
-            "annotations_repeated": self.repeated, "annotations_superseded": self.superseded,
-            "predictions_not_used": self.predictions, "drafts_not_used": self.drafts,
-            "labels_new": self.labels_new, "labels_changed": self.labels_changed,
-            "labels_unchanged": self.labels_unchanged, "items_for_review": len(self.review),
+            "tasks": self.tasks,
+            "annotations": self.annotations,
+            "annotations_used": self.used,
+            "annotations_ignored": sum(self.ignored.values()),
+            "annotations_skipped": sum(self.skipped.values()),
+            "annotations_repeated": self.repeated,
+            "annotations_superseded": self.superseded,
+            "predictions_not_used": self.predictions,
+            "drafts_not_used": self.drafts,
+            "labels_new": self.labels_new,
+            "labels_changed": self.labels_changed,
+            "labels_unchanged": self.labels_unchanged,
+            "items_for_review": len(self.review),
             "conflicts": int(self.review["status"].isin([TIE, LOW]).sum()),
         }
         if res.kappa is not None:
@@ -87,13 +94,16 @@ class ImportReport:
         rows = [{"what": k, "value": f"{v:g}"} for k, v in self.metrics().items()]
         rows += [{"what": f"ignored: {k}", "value": str(v)} for k, v in sorted(self.ignored.items())]
         rows += [{"what": f"skipped: {k}", "value": str(v)} for k, v in sorted(self.skipped.items())]
-        rows += [{"what": f"reliability of annotator {a}", "value": f"{r:.3f}"}
-                 for a, r in sorted(self.resolution.annotator_reliability.items())]
+        rows += [
+            {"what": f"reliability of annotator {a}", "value": f"{r:.3f}"}
+            for a, r in sorted(self.resolution.annotator_reliability.items())
+        ]
         return rows
 
 
-def import_exports(data_dir: str | Path, paths: Sequence[str | Path], cfg: LabelsConfig,
-                   write: bool = True) -> ImportReport:
+def import_exports(
+    data_dir: str | Path, paths: Sequence[str | Path], cfg: LabelsConfig, write: bool = True
+) -> ImportReport:
     """Parse every export, resolve the touched items, and (when write) update data_dir."""
     data_dir = Path(data_dir)
     dataset = load_dataset(data_dir)
@@ -152,22 +162,33 @@ def current_votes(ledger: pd.DataFrame, items: set[str]) -> pd.DataFrame:
     return pd.concat([named, votes[votes["annotator"] == ""]]).sort_index()
 
 
-def merge_labels(labels: pd.DataFrame, resolved: pd.DataFrame, votes: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def merge_labels(
+    labels: pd.DataFrame, resolved: pd.DataFrame, votes: pd.DataFrame
+) -> tuple[pd.DataFrame, dict]:
     """Canonical labels with resolved items set; unchanged labels keep their row and source."""
     ids, names, sources = labels[ID].tolist(), labels[LABEL].tolist(), labels[SOURCE].tolist()
     current = dict(zip(ids, names))
     decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist()))
     added = sorted(i for i in decided if i not in current)
     changed = {i: label for i, label in decided.items() if i in current and current[i] != label}
-    counts = {"new": len(added), "changed": len(changed), "unchanged": len(decided) - len(added) - len(changed)}
+    counts = {
+        "new": len(added),
+        "changed": len(changed),
+        "unchanged": len(decided) - len(added) - len(changed),
+    }
     if not added and not changed:
         return labels, counts
     source = provenance(votes[_isin(votes[ID], set(added) | set(changed))]).to_dict()
     for row, item in enumerate(ids):
         if item in changed:
             names[row], sources[row] = changed[item], source[item]
-    merged = pd.DataFrame({ID: ids + added, LABEL: names + [decided[i] for i in added],
-                           SOURCE: sources + [source[i] for i in added]})
+    merged = pd.DataFrame(
+        {
+            ID: ids + added,
+            LABEL: names + [decided[i] for i in added],
+            SOURCE: sources + [source[i] for i in added],
+        }
+    )
     return merged.astype({ID: str, LABEL: str, SOURCE: str}), counts
 
 
@@ -194,14 +215,28 @@ def provenance(votes: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype=str)
 
 
-def _report(parsed: list[ParsedExport], resolution: Resolution, repeated: int, superseded: int,
-            counts: dict) -> ImportReport:
-    report = ImportReport(files=[], resolution=resolution, repeated=repeated, superseded=superseded,
-                          labels_new=counts["new"], labels_changed=counts["changed"],
-                          labels_unchanged=counts["unchanged"])
+def _report(
+    parsed: list[ParsedExport], resolution: Resolution, repeated: int, superseded: int, counts: dict
+) -> ImportReport:
+    report = ImportReport(
+        files=[],
+        resolution=resolution,
+        repeated=repeated,
+        superseded=superseded,
+        labels_new=counts["new"],
+        labels_changed=counts["changed"],
+        labels_unchanged=counts["unchanged"],
+    )
     for export in parsed:
-        report.files.append({"path": export.path, "sha256": export.sha256, "format": export.format,
-                             "tasks": export.tasks, "annotations_used": export.used})
+        report.files.append(
+            {
+                "path": export.path,
+                "sha256": export.sha256,
+                "format": export.format,
+                "tasks": export.tasks,
+                "annotations_used": export.used,
+            }
+        )
         report.tasks += export.tasks
         report.used += export.used
         report.ignored.update(export.ignored)
@@ -213,8 +248,14 @@ def _report(parsed: list[ParsedExport], resolution: Resolution, repeated: int, s
     return report
 
 
-def _write(data_dir: Path, parsed: list[ParsedExport], ledger: pd.DataFrame, old_ledger: pd.DataFrame,
-           labels: pd.DataFrame, old_labels: pd.DataFrame) -> list[str]:
+def _write(
+    data_dir: Path,
+    parsed: list[ParsedExport],
+    ledger: pd.DataFrame,
+    old_ledger: pd.DataFrame,
+    labels: pd.DataFrame,
+    old_labels: pd.DataFrame,
+) -> list[str]:
     written = []
     for export in parsed:
         target = archive_path(data_dir, export)
@@ -262,7 +303,9 @@ def _atomic_copy(source: Path, target: Path) -> None:
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
     """Parquet without pandas metadata, so the bytes depend on the data only (as modelmill.data)."""
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False).replace_schema_metadata(None)
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False).replace_schema_metadata(
+        None
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", write_statistics=False)
     return sink.getvalue()

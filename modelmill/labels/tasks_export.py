@@ -11,8 +11,8 @@ import base64
 import json
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -38,33 +38,62 @@ def uncertainty(proba: np.ndarray, method: str = "margin") -> np.ndarray:
     raise ValueError(f"unknown uncertainty method '{method}' (known: {', '.join(METHODS)})")
 
 
-def select_uncertain(item_ids: Sequence[str], proba: np.ndarray, count: int, method: str = "margin",
-                     exclude: set[str] | frozenset = frozenset()) -> pd.DataFrame:
+def select_uncertain(
+    item_ids: Sequence[str],
+    proba: np.ndarray,
+    count: int,
+    method: str = "margin",
+    exclude: set[str] | frozenset = frozenset(),
+) -> pd.DataFrame:
     """The `count` least certain items (ties broken by item id), skipping `exclude`."""
-    frame = pd.DataFrame({ID: list(map(str, item_ids)), "uncertainty": uncertainty(proba, method),
-                          "row": np.arange(len(item_ids))})
+    frame = pd.DataFrame(
+        {
+            ID: list(map(str, item_ids)),
+            "uncertainty": uncertainty(proba, method),
+            "row": np.arange(len(item_ids)),
+        }
+    )
     frame = frame[~frame[ID].isin(exclude)]
     frame = frame.sort_values(["uncertainty", ID], ascending=[False, True], kind="stable").head(count)
     return frame.reset_index(drop=True)
 
 
-def build_tasks(selected: pd.DataFrame, items: pd.DataFrame, proba: np.ndarray, schema: DatasetSchema,
-                cfg: LabelsConfig, model_version: str) -> list[dict]:
+def build_tasks(
+    selected: pd.DataFrame,
+    items: pd.DataFrame,
+    proba: np.ndarray,
+    schema: DatasetSchema,
+    cfg: LabelsConfig,
+    model_version: str,
+) -> list[dict]:
     """Label Studio import tasks for the selected rows (rows index into items/proba)."""
     pixels = items[schema.feature_columns].to_numpy(dtype=np.float64)
     tasks = []
     for row, item_id in zip(selected["row"], selected[ID]):
         scores = proba[row]
         best = int(np.argmax(scores))
-        tasks.append({
-            "data": {cfg.item_id_field: item_id,
-                     cfg.image_field: png_data_uri(pixels[row], schema.image_shape, schema.pixel_range)},
-            "predictions": [{
-                "model_version": model_version, "score": round(float(scores[best]), 6),
-                "result": [{"from_name": cfg.from_name, "to_name": cfg.to_name, "type": "choices",
-                            "value": {"choices": [schema.classes[best]]}}],
-            }],
-        })
+        tasks.append(
+            {
+                "data": {
+                    cfg.item_id_field: item_id,
+                    cfg.image_field: png_data_uri(pixels[row], schema.image_shape, schema.pixel_range),
+                },
+                "predictions": [
+                    {
+                        "model_version": model_version,
+                        "score": round(float(scores[best]), 6),
+                        "result": [
+                            {
+                                "from_name": cfg.from_name,
+                                "to_name": cfg.to_name,
+                                "type": "choices",
+                                "value": {"choices": [schema.classes[best]]},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
     return tasks
 
 
@@ -73,9 +102,9 @@ def labeling_config(classes: Sequence[str], cfg: LabelsConfig) -> str:
     choices = "\n".join(f"    <Choice value={quoteattr(str(c))}/>" for c in classes)
     return (
         "<View>\n"
-        f"  <Image name={quoteattr(cfg.to_name)} value={quoteattr('$' + cfg.image_field)} zoom=\"true\"/>\n"
-        f"  <Choices name={quoteattr(cfg.from_name)} toName={quoteattr(cfg.to_name)} choice=\"single-radio\""
-        " showInline=\"true\" required=\"true\">\n"
+        f'  <Image name={quoteattr(cfg.to_name)} value={quoteattr("$" + cfg.image_field)} zoom="true"/>\n'
+        f'  <Choices name={quoteattr(cfg.from_name)} toName={quoteattr(cfg.to_name)} choice="single-radio"'
+        ' showInline="true" required="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
@@ -96,13 +125,17 @@ def write_labeling_config(path: str | Path, classes: Sequence[str], cfg: LabelsC
     return path
 
 
-def png_data_uri(pixels: np.ndarray, shape: tuple[int, int], pixel_range: tuple[float, float],
-                 min_side: int = 112) -> str:
-    return "data:image/png;base64," + base64.b64encode(render_png(pixels, shape, pixel_range, min_side)).decode()
+def png_data_uri(
+    pixels: np.ndarray, shape: tuple[int, int], pixel_range: tuple[float, float], min_side: int = 112
+) -> str:
+    return (
+        "data:image/png;base64," + base64.b64encode(render_png(pixels, shape, pixel_range, min_side)).decode()
+    )
 
 
-def render_png(pixels: np.ndarray, shape: tuple[int, int], pixel_range: tuple[float, float],
-               min_side: int = 112) -> bytes:
+def render_png(
+    pixels: np.ndarray, shape: tuple[int, int], pixel_range: tuple[float, float], min_side: int = 112
+) -> bytes:
     """An 8-bit greyscale PNG (dark ink on white), scaled up by an integer factor (nearest)."""
     low, high = pixel_range
     grey = np.clip((np.asarray(pixels, dtype=float) - low) / (high - low), 0, 1).reshape(shape)
@@ -112,7 +145,12 @@ def render_png(pixels: np.ndarray, shape: tuple[int, int], pixel_range: tuple[fl
     height, width = image.shape
     raw = b"".join(b"\x00" + image[y].tobytes() for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw, 9))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:

@@ -40,8 +40,12 @@ def test_bootstrap_matches_the_committed_data_version(clone):
     assert result.returncode == 0, result.stderr
     committed = (REPO / "data.dvc").read_text().split("md5: ")[1].split()[0]
     assert f"data version {committed}" in result.stdout
-    assert subprocess.run(["git", "status", "--porcelain", "data.dvc"], cwd=clone,
-                          capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(
+            ["git", "status", "--porcelain", "data.dvc"], cwd=clone, capture_output=True, text=True
+        ).stdout
+        == ""
+    )
     status = modelmill("data", "status", cwd=clone)
     assert "up to date" in status.stdout, status.stdout + status.stderr
 
@@ -63,4 +67,5 @@ def test_bad_config_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'params.yaml'}: train.epochs: Input should be a valid integer, "
-        "unable to parse string as an integer"]
+        "unable to parse string as an integer"
+    ]

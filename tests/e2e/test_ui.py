@@ -29,8 +29,14 @@ def test_ui_serves_the_project_store(project):
     port = free_port()
     cli = str(Path(sys.executable).with_name("modelmill"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
-    proc = subprocess.Popen([cli, "ui", "-C", str(project), "--port", str(port)], cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [cli, "ui", "-C", str(project), "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(120):
@@ -40,7 +46,8 @@ def test_ui_serves_the_project_store(project):
             except OSError:
                 time.sleep(0.5)
         body = urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=seen-by-the-ui", timeout=5).read()
+            f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=seen-by-the-ui", timeout=5
+        ).read()
         assert json.loads(body)["experiment"]["name"] == "seen-by-the-ui"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -36,8 +36,9 @@ server.stop()
 def test_the_ephemeral_api_answers_when_the_flow_starts(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PROJECT=str(tmp_path), PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     pid = int(out.stdout.split("server pid")[1].split()[0])
     with pytest.raises(ProcessLookupError):  # stopped with the run, by its PID
@@ -52,8 +53,7 @@ def test_with_a_server_url_no_ephemeral_api_starts():
 
 
 def test_the_collector_is_on_again_after_a_failed_import():
-    with pytest.raises(ModuleNotFoundError):
-        with imports_without_gc():
-            assert not gc.isenabled()
-            import modelmill_no_such_module  # noqa: F401
+    with pytest.raises(ModuleNotFoundError), imports_without_gc():
+        assert not gc.isenabled()
+        import modelmill_no_such_module  # noqa: F401
     assert gc.isenabled()

@@ -63,22 +63,35 @@ def test_retrain_compresses_the_new_champion(retrained, project):
 
 def test_variants_are_child_runs_with_a_table_and_plot(retrained, project):
     client, run_id = client_for(project), retrained["mlflow_run_id"]
-    children = client.search_runs([client.get_run(run_id).info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    children = client.search_runs(
+        [client.get_run(run_id).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
     table = retrained["compression"]["table"]
     assert sorted(c.data.tags["variant"] for c in children) == sorted(r["name"] for r in table)
     for child in children:
-        assert {"accuracy", "macro_f1", "size_bytes", "parameters", "nonzero_parameters",
-                "latency_ms_b1", "latency_ms_b64"} <= set(child.data.metrics)
+        assert {
+            "accuracy",
+            "macro_f1",
+            "size_bytes",
+            "parameters",
+            "nonzero_parameters",
+            "latency_ms_b1",
+            "latency_ms_b64",
+        } <= set(child.data.metrics)
     files = {a.path for a in client.list_artifacts(run_id, "compression")}
-    assert {"compression/variants.json", "compression/size_vs_accuracy.png", "compression/summary.md"} <= files
+    assert {
+        "compression/variants.json",
+        "compression/size_vs_accuracy.png",
+        "compression/summary.md",
+    } <= files
     run = client.get_run(run_id)
     assert run.data.tags["compress_selected"] == retrained["compression"]["registered"]["variant"]
     assert any(f.endswith(".onnx") for f in files) or "compress_onnx_error" in run.data.tags
 
 
-def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(retrained, project,
-                                                                              monkeypatch):
+def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
+    retrained, project, monkeypatch
+):
     import mlflow.pyfunc
 
     from modelmill.compression import load
@@ -93,8 +106,11 @@ def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
     client = client_for(project)
     version = client.get_model_version_by_alias(COMPRESSED, "champion")
     local = client.download_artifacts(version.run_id, "compression", str(project / "dl"))
-    stored = next(Path(client.download_artifacts(version.run_id, "compressed_model", str(project / "dl")))
-                  .rglob("*.mmz"))
+    stored = next(
+        Path(client.download_artifacts(version.run_id, "compressed_model", str(project / "dl"))).rglob(
+            "*.mmz"
+        )
+    )
     import torch
 
     with torch.inference_mode():
@@ -112,7 +128,9 @@ def test_standalone_cli_compresses_name_at_champion(retrained, project):
     assert result.exit_code == 0, result.output
     client = client_for(project)
     version = client.get_model_version_by_alias(COMPRESSED, "champion")
-    assert str(version.version) == "2" and version.tags["source_version"] == str(retrained["registry"]["version"])
+    assert str(version.version) == "2" and version.tags["source_version"] == str(
+        retrained["registry"]["version"]
+    )
     assert "registered" in result.output and COMPRESSED in result.output
 
 

@@ -25,7 +25,9 @@ def labels_template(project_template, tmp_path_factory):
     project = tmp_path_factory.mktemp("labels-template") / "project"
     shutil.copytree(project_template, project, symlinks=True)
     ds = load_dataset(project / "data")
-    write_dataset(project / "data", Dataset(ds.schema, ds.items, ds.labels.iloc[UNLABELED:].reset_index(drop=True)))
+    write_dataset(
+        project / "data", Dataset(ds.schema, ds.items, ds.labels.iloc[UNLABELED:].reset_index(drop=True))
+    )
     version_data(project, load_settings(project / "params.yaml"), "unlabel a pool")
     for args in (["add", "-A"], ["commit", "-q", "-m", "unlabeled pool"]):
         subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
@@ -52,9 +54,9 @@ def digest(project: Path) -> dict[str, str]:
 
 def _register_tiny_champion(project: Path) -> None:
     """A small untrained CNN as champion: enough for export-tasks to rank items by uncertainty."""
-    import mlflow
     import numpy as np
 
+    import mlflow
     from modelmill.config import ModelConfig
     from modelmill.models import build_model
     from tasks.tracking import Tracker
@@ -75,8 +77,10 @@ def _annotate(tasks: list[dict]) -> list[dict]:
         truth = task["predictions"][0]["result"][0]["value"]["choices"][0]
         other = str((int(truth) + 1) % 10)
         labels = [truth, truth, other if t % 4 == 0 else truth]
-        anns = [sim.annotation(ann_id + a, a + 1, label, as_object=a == 0, minute=t % 60)
-                for a, label in enumerate(labels)]
+        anns = [
+            sim.annotation(ann_id + a, a + 1, label, as_object=a == 0, minute=t % 60)
+            for a, label in enumerate(labels)
+        ]
         if t == 1:
             anns[2]["was_cancelled"] = True
         if t == 2:
@@ -96,16 +100,14 @@ def _annotate(tasks: list[dict]) -> list[dict]:
 @pytest.mark.slow
 def test_export_tasks_annotate_import_round_trip(prefect_harness, labels_project):
     project = labels_project
-    from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from flows.import_labels import ImportLabelsParams, import_labels
-    from tasks.tracking import tracking_uri
-
     from typer.testing import CliRunner
 
     from flows.cli import app
+    from flows.import_labels import ImportLabelsParams, import_labels
+    from mlflow import MlflowClient
+    from tasks.tracking import tracking_uri
 
     _register_tiny_champion(project)
     settings = load_settings(project / "params.yaml")
@@ -113,7 +115,7 @@ def test_export_tasks_annotate_import_round_trip(prefect_harness, labels_project
     cli = CliRunner().invoke(app, ["export-tasks", "-C", str(project), "-o", str(outbox), "--count", "20"])
     assert cli.exit_code == 0, cli.output
     assert "20 tasks (margin, champion digits-classifier/1)" in cli.output
-    assert "<Choices name=\"label\" toName=\"image\"" in (outbox / "labeling_config.xml").read_text()
+    assert '<Choices name="label" toName="image"' in (outbox / "labeling_config.xml").read_text()
     tasks = json.loads((outbox / "tasks.json").read_text())
     assert len(tasks) == 20 and all(int(t["data"]["item_id"].split("-")[1]) < UNLABELED for t in tasks)
     assert tasks[0]["predictions"][0]["model_version"] == "digits-classifier/1"
@@ -134,7 +136,9 @@ def test_export_tasks_annotate_import_round_trip(prefect_harness, labels_project
     assert run.data.tags["data_version_after"] == result["data_version_after"]
     assert run.data.metrics["labels_new"] == 19 and "kappa_fleiss" in run.data.metrics
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["label-import"])))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["label-import"]))
+        )
     assert artifacts and artifacts[0].type == "table"
 
     after_first = digest(project)
@@ -145,7 +149,9 @@ def test_export_tasks_annotate_import_round_trip(prefect_harness, labels_project
 
 BAD = {
     "truncated": lambda ids: json.dumps([sim.task(1, ids[0], [sim.annotation(1, 1, "3")])] * 5)[:-40],
-    "rectangles": lambda ids: json.dumps([sim.task(1, ids[0], [sim.annotation(1, 1, "3", kind="rectanglelabels")])]),
+    "rectangles": lambda ids: json.dumps(
+        [sim.task(1, ids[0], [sim.annotation(1, 1, "3", kind="rectanglelabels")])]
+    ),
     "unknown ids": lambda ids: json.dumps([sim.task(1, "digits-9999", [sim.annotation(1, 1, "3")])]),
     "outside classes": lambda ids: json.dumps([sim.task(1, ids[0], [sim.annotation(1, 1, "eleven")])]),
     "empty": lambda ids: "[]",
@@ -154,9 +160,10 @@ BAD = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_export_fails_the_flow_and_leaves_data_dvc_and_cache_identical(prefect_harness, labels_project, case):
+def test_bad_export_fails_the_flow_and_leaves_data_dvc_and_cache_identical(
+    prefect_harness, labels_project, case
+):
     project = labels_project
-    from mlflow import MlflowClient
 
     from flows.import_labels import ImportLabelsParams, import_labels
     from tasks.tracking import connect
@@ -188,9 +195,13 @@ def test_cli_reports_a_bad_export_in_one_line(prefect_harness, labels_project):
     assert "Traceback" not in result.output
     assert digest(project) == before
 
-    good = sim.write_json(project.parent / "good.json", [
-        sim.task(1, "digits-0001", [sim.annotation(1, 1, "1"), sim.annotation(2, 2, "1")]),
-        sim.task(2, "digits-0002", [sim.annotation(3, 1, "2"), sim.annotation(4, 2, "7")])])
+    good = sim.write_json(
+        project.parent / "good.json",
+        [
+            sim.task(1, "digits-0001", [sim.annotation(1, 1, "1"), sim.annotation(2, 2, "1")]),
+            sim.task(2, "digits-0002", [sim.annotation(3, 1, "2"), sim.annotation(4, 2, "7")]),
+        ],
+    )
     result = CliRunner().invoke(app, ["import-labels", str(good), "-C", str(project)])
     assert result.exit_code == 0, result.output
     assert "labels: 1 new, 0 changed, 0 unchanged; 1 items for review" in result.output
@@ -204,7 +215,10 @@ def test_retrain_imports_new_inbox_exports_first(prefect_harness, labels_project
 
     inbox = project / "labels" / "inbox"
     inbox.mkdir(parents=True)
-    sim.write_json(inbox / "export.json", [sim.task(1, "digits-0000", [sim.annotation(1, 1, "0"), sim.annotation(2, 2, "0")])])
+    sim.write_json(
+        inbox / "export.json",
+        [sim.task(1, "digits-0000", [sim.annotation(1, 1, "0"), sim.annotation(2, 2, "0")])],
+    )
     before = digest(project)["data.dvc"]
     summary = retrain(RetrainParams(project_dir=str(project), epochs=1))
     assert digest(project)["data.dvc"] != before

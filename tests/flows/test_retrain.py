@@ -1,6 +1,5 @@
 """The retrain flow end to end on the real digits data, real Prefect, MLflow (sqlite) and DVC."""
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -49,7 +48,9 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.width"] == "8"
     assert run.data.tags["data_version"] == data_dvc_md5(shared_project) == first_run["data_version"]
     assert len(run.data.tags["git_commit"]) >= 40
-    assert run.data.tags["prefect_flow_run_id"] and run.info.run_name == run.data.tags["prefect_flow_run_name"]
+    assert (
+        run.data.tags["prefect_flow_run_id"] and run.info.run_name == run.data.tags["prefect_flow_run_name"]
+    )
     # metrics: per epoch history and test metrics
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert run.data.metrics["test_accuracy"] > 0.7
@@ -59,7 +60,8 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     files = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
     assert {"validation/result.json", "validation/summary.txt", "validation/data_docs"} <= files
     assert "evaluation/confusion_challenger.png" in {
-        a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+        a.path for a in client.list_artifacts(run.info.run_id, "evaluation")
+    }
     # the dataset as an MLflow input, digest = the DVC md5
     inputs = run.inputs.dataset_inputs
     assert inputs and inputs[0].dataset.digest == first_run["data_version"][:36]
@@ -85,7 +87,8 @@ def test_summary_is_a_prefect_markdown_artifact(first_run):
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-summary"])))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retrain-summary"]))
+        )
     assert any(first_run["mlflow_run_id"] in (a.data or "") for a in artifacts)
 
 
@@ -102,13 +105,18 @@ def test_registered_model_loads_back_and_predicts(first_run, shared_project):
 def test_worse_challenger_does_not_take_champion(first_run, shared_project):
     worse = retrain(RetrainParams(project_dir=str(shared_project), epochs=1, learning_rate=1e-6))
     client = client_for(shared_project)
-    assert worse["registry"] == {**worse["registry"], "version": "2", "promoted": False,
-                                 "champion_version": "1"}
+    assert worse["registry"] == {
+        **worse["registry"],
+        "version": "2",
+        "promoted": False,
+        "champion_version": "1",
+    }
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
     assert "champion kept" in worse["gate_reason"]
     assert worse["evaluation"]["champion"]["macro_f1"] == pytest.approx(
-        first_run["evaluation"]["challenger"]["macro_f1"])
+        first_run["evaluation"]["challenger"]["macro_f1"]
+    )
     assert "not promoted" in worse["markdown"]
 
 
@@ -119,12 +127,17 @@ def test_fail_on_reject_fails_the_flow_after_registering_the_challenger(first_ru
     params["gate"]["fail_on_reject"] = True
     (shared_project / "strict.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(GateRejected, match="champion kept"):
-        retrain(RetrainParams(project_dir=str(shared_project), config="strict.yaml", epochs=1,
-                              learning_rate=1e-6))
+        retrain(
+            RetrainParams(project_dir=str(shared_project), config="strict.yaml", epochs=1, learning_rate=1e-6)
+        )
     client = client_for(shared_project)
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    latest = client.search_runs([client.get_experiment_by_name("modelmill-tests").experiment_id], "tags.flow = 'retrain'",
-                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    latest = client.search_runs(
+        [client.get_experiment_by_name("modelmill-tests").experiment_id],
+        "tags.flow = 'retrain'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
     assert latest.info.status == "FAILED" and latest.data.tags["gate"] == "reject"
 
 
@@ -132,10 +145,10 @@ def corrupt(data_dir: Path) -> None:
     items = pd.read_parquet(data_dir / "items.parquet")
     labels = pd.read_parquet(data_dir / "labels.parquet")
     items["px3"] = items["px3"].astype(float)
-    items.loc[4, "px3"] = np.nan                       # NaN pixel
-    items.loc[8, "px9"] = 40                           # out of range
+    items.loc[4, "px3"] = np.nan  # NaN pixel
+    items.loc[8, "px9"] = 40  # out of range
     items.loc[15, "item_id"] = items.loc[16, "item_id"]  # duplicate id
-    labels.loc[23, "label"] = "eleven"                 # unknown label
+    labels.loc[23, "label"] = "eleven"  # unknown label
     items.to_parquet(data_dir / "items.parquet", index=False)
     labels.to_parquet(data_dir / "labels.parquet", index=False)
 
@@ -152,10 +165,15 @@ def test_corrupted_data_fails_validation_and_registers_nothing(first_run, shared
         assert needle in message
     assert {v.version for v in client.search_model_versions(f"name='{MODEL}'")} == before
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion
-    failed = client.search_runs([client.get_experiment_by_name("modelmill-tests").experiment_id],
-                                order_by=["attributes.start_time DESC"], max_results=1)[0]
+    failed = client.search_runs(
+        [client.get_experiment_by_name("modelmill-tests").experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )[0]
     assert failed.info.status == "FAILED" and failed.data.tags["validation"] == "failed"
-    assert "validation/result.json" in {a.path for a in client.list_artifacts(failed.info.run_id, "validation")}
+    assert "validation/result.json" in {
+        a.path for a in client.list_artifacts(failed.info.run_id, "validation")
+    }
 
 
 def test_flow_parameters_are_a_typed_form():

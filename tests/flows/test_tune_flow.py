@@ -9,18 +9,26 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
+from conftest import REPO
 from optuna.trial import TrialState
 
-from conftest import REPO
+import optuna
 
-TUNE = {"epochs": 2, "sampler_startup_trials": 2, "pruner": "none", "heartbeat_interval": 1,
-        "grace_period": 2, "threads_per_worker": 1,
-        "space": {"train.learning_rate": {"type": "float", "low": 1.0e-4, "high": 5.0e-2, "log": True},
-                  "model.width": {"type": "categorical", "choices": [4, 8]},
-                  "model.dropout": {"type": "float", "low": 0.0, "high": 0.3}}}
+TUNE = {
+    "epochs": 2,
+    "sampler_startup_trials": 2,
+    "pruner": "none",
+    "heartbeat_interval": 1,
+    "grace_period": 2,
+    "threads_per_worker": 1,
+    "space": {
+        "train.learning_rate": {"type": "float", "low": 1.0e-4, "high": 5.0e-2, "log": True},
+        "model.width": {"type": "categorical", "choices": [4, 8]},
+        "model.dropout": {"type": "float", "low": 0.0, "high": 0.3},
+    },
+}
 
 
 def configure_tuning(project: Path, **tune) -> Path:
@@ -40,8 +48,9 @@ def mlflow_client(project: Path):
 
 def trial_runs(project: Path, study_name: str) -> list:
     client, experiment = mlflow_client(project)
-    return client.search_runs([experiment], f"tags.`optuna.study_name` = '{study_name}' "
-                                            "and tags.`optuna.trial_number` != ''")
+    return client.search_runs(
+        [experiment], f"tags.`optuna.study_name` = '{study_name}' and tags.`optuna.trial_number` != ''"
+    )
 
 
 def load_study(project: Path):
@@ -59,13 +68,17 @@ def test_retrain_with_tune_trains_the_final_model_with_the_best_params(project, 
     final = client.get_run(summary["mlflow_run_id"])
     tuning_run = client.get_run(final.data.tags["tuning_run_id"])
     assert tuning_run.data.tags["mlflow.parentRunId"] == final.info.run_id
-    best = {k[len("best."):]: v for k, v in tuning_run.data.params.items()
-            if k.startswith("best.") and k != "best.trial_number"}
+    best = {
+        k[len("best.") :]: v
+        for k, v in tuning_run.data.params.items()
+        if k.startswith("best.") and k != "best.trial_number"
+    }
     assert set(best) == set(TUNE["space"])
     assert {k: final.data.params[k] for k in best} == best  # the final model used them
     trials = trial_runs(project, final.data.tags["optuna.study_name"])
     assert len(trials) == 2 and {r.data.tags["mlflow.parentRunId"] for r in trials} == {
-        tuning_run.info.run_id}
+        tuning_run.info.run_id
+    }
     assert all(r.data.tags["optuna.state"] == "complete" for r in trials)
     assert len(client.get_metric_history(trials[0].info.run_id, "val_loss")) == 2  # per epoch
 
@@ -74,10 +87,18 @@ def test_tune_flow_logs_pruned_trials_and_plots(project, prefect_harness):
     from flows.tune import TuneParams, tune
 
     # a hopeless learning rate next to a good one: with seed 42 the 3rd trial is the bad one
-    configure_tuning(project, pruner="median", pruner_startup_trials=1, pruner_warmup_epochs=0,
-                     epochs=3, sampler_startup_trials=4, space={
-                         "train.learning_rate": {"type": "categorical", "choices": [0.02, 1.0e-6]},
-                         "model.width": {"type": "categorical", "choices": [4, 8]}})
+    configure_tuning(
+        project,
+        pruner="median",
+        pruner_startup_trials=1,
+        pruner_warmup_epochs=0,
+        epochs=3,
+        sampler_startup_trials=4,
+        space={
+            "train.learning_rate": {"type": "categorical", "choices": [0.02, 1.0e-6]},
+            "model.width": {"type": "categorical", "choices": [4, 8]},
+        },
+    )
     result = tune(TuneParams(project_dir=str(project), trials=4))
     assert result["states"]["pruned"] >= 1
     states = [r.data.tags["optuna.state"] for r in trial_runs(project, result["study_name"])]
@@ -86,8 +107,11 @@ def test_tune_flow_logs_pruned_trials_and_plots(project, prefect_harness):
     parent = client.get_run(result["mlflow_run_id"])
     assert float(parent.data.metrics["best_value"]) == pytest.approx(result["best_value"])
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "tuning")}
-    assert {"tuning/optimization_history.png", "tuning/param_importances.png",
-            "tuning/parallel_coordinate.png"} <= plots
+    assert {
+        "tuning/optimization_history.png",
+        "tuning/param_importances.png",
+        "tuning/parallel_coordinate.png",
+    } <= plots
 
 
 def trial_states(db: Path) -> list[str]:
@@ -104,9 +128,14 @@ def cli(project: Path, *args: str) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()}
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "tune", "-C", str(project), *args],
-                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "tune", "-C", str(project), *args],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finished(proc: subprocess.Popen) -> str:
@@ -142,8 +171,10 @@ def test_kill_9_then_same_command_resumes_without_losing_trials(project, prefect
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]
     assert retry and retry[0].state == TrialState.COMPLETE and retry[0].params == stale[0].params
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 3
-    logged = {r.data.tags["optuna.trial_number"]: r.data.tags["optuna.state"]
-              for r in trial_runs(project, study.study_name)}
+    logged = {
+        r.data.tags["optuna.trial_number"]: r.data.tags["optuna.state"]
+        for r in trial_runs(project, study.study_name)
+    }
     assert logged[str(stale[0].number)] == "fail"  # the killed trial is in MLflow as failed
 
 
@@ -167,9 +198,13 @@ def test_dashboard_serves_the_study_storage_on_localhost(project):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "tune", "-C", str(project), "--dashboard",
-                             "--port", str(port)], cwd=project, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "tune", "-C", str(project), "--dashboard", "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

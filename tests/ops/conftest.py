@@ -15,15 +15,33 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
-SOURCES = ("modelmill", "tasks", "flows", "prefect.yaml", "params.yaml", "pyproject.toml",
-           ".dvc", ".dvcignore", ".gitignore", "data.dvc", "mlflow/.gitkeep")
+SOURCES = (
+    "modelmill",
+    "tasks",
+    "flows",
+    "prefect.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+    "data.dvc",
+    "mlflow/.gitkeep",
+)
 # tiny training for tests: the digits, 2 epochs
-TEST_PARAMS = {"train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"},
-               "model": {"width": 8, "hidden": 32},
-               "ops": {"timezone": "Europe/Berlin"}}  # not UTC: shows the schedule takes it from config
+TEST_PARAMS = {
+    "train": {"epochs": 2, "patience": 2, "num_threads": 1, "device": "cpu"},
+    "model": {"width": 8, "hidden": 32},
+    "ops": {"timezone": "Europe/Berlin"},
+}  # not UTC: shows the schedule takes it from config
 
 
 def copy_sources(dest: Path) -> Path:

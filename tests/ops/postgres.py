@@ -52,20 +52,46 @@ def start(base: Path) -> Cluster:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
     user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-    subprocess.run(_as_owner([str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "--auth=trust",
-                              "--no-sync", "-E", "UTF8"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_owner(
+            [str(PG_BIN / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "--no-sync", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} -c fsync=off"
-    subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options,
-                              "-l", str(base / "postgres.log"), "-w", "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_owner(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(base / "postgres.log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
     return Cluster(data=data, port=port, user=user)
 
 
 def create_database(cluster: Cluster, name: str) -> None:
-    subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(cluster.port),
-                    "-U", cluster.user, name], check=True, capture_output=True)
+    subprocess.run(
+        [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(cluster.port), "-U", cluster.user, name],
+        check=True,
+        capture_output=True,
+    )
 
 
 def stop(cluster: Cluster) -> None:
-    subprocess.run(_as_owner([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data), "-m", "fast", "-w", "stop"]),
-                   check=False, capture_output=True)
+    subprocess.run(
+        _as_owner([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data), "-m", "fast", "-w", "stop"]),
+        check=False,
+        capture_output=True,
+    )

@@ -12,8 +12,12 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 def call(url: str, body: dict | None = None, method: str | None = None):
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method or ("POST" if data else "GET"),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read() or b"null")
 
@@ -26,8 +30,10 @@ def deployment(api: str, name: str) -> dict:
 
 def quick_run(api: str, deployment_id: str) -> str:
     """What the dashboard's Quick run posts: a scheduled run with the deployment's defaults."""
-    run = call(f"{api}/deployments/{deployment_id}/create_flow_run",
-               {"state": {"type": "SCHEDULED", "message": "Quick run"}})
+    run = call(
+        f"{api}/deployments/{deployment_id}/create_flow_run",
+        {"state": {"type": "SCHEDULED", "message": "Quick run"}},
+    )
     return run["id"]
 
 
@@ -42,9 +48,13 @@ def wait_terminal(api: str, flow_run_id: str, timeout: float = 240) -> dict:
 
 
 def mlflow_runs(mlflow: str, filter_string: str) -> list[dict]:
-    found = call(f"{mlflow}/api/2.0/mlflow/runs/search",
-                 {"experiment_ids": [exp["experiment_id"] for exp in mlflow_experiments(mlflow)],
-                  "filter": filter_string})
+    found = call(
+        f"{mlflow}/api/2.0/mlflow/runs/search",
+        {
+            "experiment_ids": [exp["experiment_id"] for exp in mlflow_experiments(mlflow)],
+            "filter": filter_string,
+        },
+    )
     return found.get("runs", [])
 
 

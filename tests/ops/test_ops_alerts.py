@@ -56,6 +56,8 @@ def test_failed_run_records_summary_and_calls_webhook(ops_project, in_stack, web
     assert "min_rows" in alert["error"] or "rows" in alert["error"]
     assert alert["flow_run_url"].startswith(in_stack.prefect_url)
     flow_run_id = alert["flow_run_id"]
-    artifacts = api.call(f"{in_stack.prefect_api_url}/artifacts/filter",
-                         {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": ["retrain-failure"]}}})
+    artifacts = api.call(
+        f"{in_stack.prefect_api_url}/artifacts/filter",
+        {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": ["retrain-failure"]}}},
+    )
     assert artifacts and "validate" in artifacts[0]["data"] and "Error" in artifacts[0]["data"]

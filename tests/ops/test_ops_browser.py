@@ -35,7 +35,9 @@ def test_mlflow_ui_lists_experiment_run_metrics_and_champion(stack, quick_run_re
     page.get_by_text("data_version").first.wait_for()
     shot(page, "mlflow-run-metrics")
 
-    model = api.mlflow_get(stack.mlflow_url, "model-versions/search", filter=f"run_id = '{run_id}'")["model_versions"][0]
+    model = api.mlflow_get(stack.mlflow_url, "model-versions/search", filter=f"run_id = '{run_id}'")[
+        "model_versions"
+    ][0]
     page.goto(f"{stack.mlflow_url}/#/models/{model['name']}")
     page.get_by_text("@ champion").or_(page.get_by_text("champion", exact=True)).first.wait_for()
     shot(page, "mlflow-registered-model-champion")
@@ -52,9 +54,13 @@ def test_prefect_ui_quick_run_creates_a_flow_run_that_completes(stack, quick_run
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("Quick run").click()
     page.get_by_text("scheduled to start").first.wait_for()
-    created = api.call(f"{stack.prefect_api_url}/flow_runs/filter", {
-        "deployments": {"id": {"any_": [deployment["id"]]}},
-        "flow_runs": {"id": {"not_any_": [quick_run_result["id"]]}}})
+    created = api.call(
+        f"{stack.prefect_api_url}/flow_runs/filter",
+        {
+            "deployments": {"id": {"any_": [deployment["id"]]}},
+            "flow_runs": {"id": {"not_any_": [quick_run_result["id"]]}},
+        },
+    )
     assert len(created) == 1, [run["name"] for run in created]  # one click, one flow run
     flow_run_id = created[0]["id"]
 

@@ -22,13 +22,15 @@ def test_quick_run_completes_and_logs_to_the_mlflow_server(stack, quick_run_resu
     assert 0 < metrics["test_accuracy"] <= 1 and "val_loss" in metrics
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["data_version"].endswith(".dir") and tags["code_version"]
-    versions = api.mlflow_get(stack.mlflow_url, "model-versions/search",
-                              filter=f"run_id = '{run['info']['run_id']}'")["model_versions"]
+    versions = api.mlflow_get(
+        stack.mlflow_url, "model-versions/search", filter=f"run_id = '{run['info']['run_id']}'"
+    )["model_versions"]
     # the run may also register `<name>-compressed` (compress step); one version of the model itself
     versions = [v for v in versions if not v["name"].endswith("-compressed")]
     assert len(versions) == 1
-    champion = api.mlflow_get(stack.mlflow_url, "registered-models/alias",
-                              name=versions[0]["name"], alias="champion")["model_version"]
+    champion = api.mlflow_get(
+        stack.mlflow_url, "registered-models/alias", name=versions[0]["name"], alias="champion"
+    )["model_version"]
     assert champion["version"] == versions[0]["version"]
 
 
@@ -39,7 +41,8 @@ def test_nightly_deployment_has_cron_schedule_and_concurrency_limit(stack):
     assert schedule["schedule"]["timezone"] == "Europe/Berlin"  # ops.timezone of the project's params.yaml
     assert nightly["global_concurrency_limit"]["limit"] == 1
     assert nightly["pull_steps"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": stack.root}}]
+        {"prefect.deployments.steps.set_working_directory": {"directory": stack.root}}
+    ]
 
 
 def test_scheduler_creates_runs_for_the_cron_deployment(stack):
@@ -49,9 +52,13 @@ def test_scheduler_creates_runs_for_the_cron_deployment(stack):
     nightly = api.deployment(stack.prefect_api_url, "nightly-retrain")
     deadline, runs = time.monotonic() + 60, []
     while time.monotonic() < deadline and not runs:
-        runs = api.call(f"{stack.prefect_api_url}/flow_runs/filter", {
-            "deployments": {"id": {"any_": [nightly["id"]]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}})
+        runs = api.call(
+            f"{stack.prefect_api_url}/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [nightly["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            },
+        )
         time.sleep(1)
     assert runs, "the scheduler created no scheduled runs for nightly-retrain"
     berlin = ZoneInfo("Europe/Berlin")

@@ -47,7 +47,10 @@ def test_mlflow_server_on_postgresql(cluster, tmp_path):
 
     postgres.create_database(cluster, "mlflow")
     server = local_stack.Stack(
-        root=str(tmp_path), prefect_port=0, mlflow_port=local_stack.free_port(), worker_port=0,
+        root=str(tmp_path),
+        prefect_port=0,
+        mlflow_port=local_stack.free_port(),
+        worker_port=0,
         mlflow_backend=cluster.url("mlflow", driver="postgresql+psycopg2"),
     )
     local_stack.spawn_mlflow(server)
@@ -56,8 +59,12 @@ def test_mlflow_server_on_postgresql(cluster, tmp_path):
         client = MlflowClient(tracking_uri=server.mlflow_url)
         run = client.create_run(client.create_experiment("scale-out"))
         client.log_metric(run.info.run_id, "val_accuracy", 0.97)
-        with urllib.request.urlopen(f"{server.mlflow_url}/api/2.0/mlflow/runs/get?run_id={run.info.run_id}") as r:
+        with urllib.request.urlopen(
+            f"{server.mlflow_url}/api/2.0/mlflow/runs/get?run_id={run.info.run_id}"
+        ) as r:
             metrics = json.loads(r.read())["run"]["data"]["metrics"]
-        assert metrics == [{"key": "val_accuracy", "value": 0.97, "timestamp": metrics[0]["timestamp"], "step": 0}]
+        assert metrics == [
+            {"key": "val_accuracy", "value": 0.97, "timestamp": metrics[0]["timestamp"], "step": 0}
+        ]
     finally:
         local_stack.down(tmp_path)

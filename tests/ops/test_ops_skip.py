@@ -11,8 +11,10 @@ pytestmark = [pytest.mark.slow]
 
 def _mlflow_run(stack, run_id: str) -> dict:
     run = api.mlflow_get(stack.mlflow_url, "runs/get", run_id=run_id)["run"]
-    return {"tags": {t["key"]: t["value"] for t in run["data"]["tags"]},
-            "metrics": {m["key"]: m["value"] for m in run["data"].get("metrics", [])}}
+    return {
+        "tags": {t["key"]: t["value"] for t in run["data"]["tags"]},
+        "metrics": {m["key"]: m["value"] for m in run["data"].get("metrics", [])},
+    }
 
 
 def test_unchanged_run_reuses_the_last_one_and_changes_retrain(ops_project, in_stack, quick_run_result):
@@ -31,7 +33,10 @@ def test_unchanged_run_reuses_the_last_one_and_changes_retrain(ops_project, in_s
     assert "test_accuracy" not in skipped["metrics"]  # nothing was trained or evaluated
 
     changed_param = retrain(base.model_copy(update={"seed": 12}))
-    assert "skipped" not in changed_param and changed_param["registry"]["version"] != again["registry"]["version"]
+    assert (
+        "skipped" not in changed_param
+        and changed_param["registry"]["version"] != again["registry"]["version"]
+    )
 
     forced = retrain(base.model_copy(update={"force": True}))
     assert "skipped" not in forced and forced["mlflow_run_id"] != first_run_id

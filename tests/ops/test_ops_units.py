@@ -35,8 +35,9 @@ def test_prefect_yaml_declares_the_deployments_on_the_process_pool():
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
     assert set(deployments) == {"nightly-retrain", "retrain", "tune", "import-labels", "compress"}
-    assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory":
-                             {"directory": "{{ $MODELMILL_ROOT }}"}}]
+    assert spec["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $MODELMILL_ROOT }}"}}
+    ]
     assert all(d["work_pool"]["name"] == local_stack.WORK_POOL for d in deployments.values())
     nightly = deployments["nightly-retrain"]
     assert nightly["schedules"][0]["cron"] == "0 2 * * *"

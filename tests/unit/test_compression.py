@@ -1,10 +1,20 @@
 """Compression core on the real digits data with a tiny training budget: every figure measured."""
 
-import torch
 import pytest
+import torch
 
-from modelmill.compression import (Architecture, VariantRow, architecture_of, compress, load, markdown,
-                                   plot_size_vs_accuracy, save, select_variant, table)
+from modelmill.compression import (
+    Architecture,
+    VariantRow,
+    architecture_of,
+    compress,
+    load,
+    markdown,
+    plot_size_vs_accuracy,
+    save,
+    select_variant,
+    table,
+)
 from modelmill.compression.methods import distillation_loss
 from modelmill.compression.onnx_export import check_parity, export_onnx
 from modelmill.config import ModelConfig, Settings
@@ -14,11 +24,22 @@ from modelmill.models import build_model
 from modelmill.split import split_frame
 from modelmill.training import train
 
-TINY = {"train.epochs": 2, "train.patience": 2, "train.num_threads": 1, "train.device": "cpu",
-        "compress.sparsities": [0.8], "compress.finetune_epochs": 1, "compress.distill_epochs": 2,
-        "compress.student_width": 4, "compress.student_hidden": 16, "compress.calibration_batches": 2,
-        "compress.latency_repeats": 3, "compress.latency_batch_sizes": [1, 64],
-        "compress.serving_batch_size": 64, "compress.budget_points": 100.0}
+TINY = {
+    "train.epochs": 2,
+    "train.patience": 2,
+    "train.num_threads": 1,
+    "train.device": "cpu",
+    "compress.sparsities": [0.8],
+    "compress.finetune_epochs": 1,
+    "compress.distill_epochs": 2,
+    "compress.student_width": 4,
+    "compress.student_hidden": 16,
+    "compress.calibration_batches": 2,
+    "compress.latency_repeats": 3,
+    "compress.latency_batch_sizes": [1, 64],
+    "compress.serving_batch_size": 64,
+    "compress.budget_points": 100.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +50,10 @@ def settings() -> Settings:
 @pytest.fixture(scope="module")
 def splits(settings):
     ds = Dataset(digits.SCHEMA, *digits.load())
-    return {name: to_tensors(frame, ds.schema) for name, frame in split_frame(ds.labeled(), settings.split).items()}
+    return {
+        name: to_tensors(frame, ds.schema)
+        for name, frame in split_frame(ds.labeled(), settings.split).items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +68,14 @@ def report(teacher, settings, splits):
 
 
 def test_every_method_yields_a_measured_variant(report):
-    assert [r.name for r in report.rows] == ["float", "dynamic_int8", "static_int8", "pruned_80",
-                                             "distilled", "distilled_static_int8"]
+    assert [r.name for r in report.rows] == [
+        "float",
+        "dynamic_int8",
+        "static_int8",
+        "pruned_80",
+        "distilled",
+        "distilled_static_int8",
+    ]
     for row in report.rows:
         assert 0 < row.accuracy <= 1 and 0 < row.macro_f1 <= 1
         assert set(row.latency_ms) == {1, 64} and all(v > 0 for v in row.latency_ms.values())
@@ -72,7 +102,7 @@ def test_pruning_zeroes_weights_and_compressed_storage_shows_it(report):
     assert pruned.parameters == base.parameters
     assert pruned.nonzero_parameters < 0.3 * base.parameters
     assert pruned.dense_size_bytes == base.dense_size_bytes  # zeros stored densely by torch.save
-    assert pruned.size_bytes < 0.5 * base.size_bytes        # ... but they compress
+    assert pruned.size_bytes < 0.5 * base.size_bytes  # ... but they compress
 
 
 def test_student_is_smaller(report):
@@ -110,16 +140,24 @@ def test_table_markdown_and_plot(report, tmp_path):
     assert list(frame["name"]) == [r.name for r in report.rows]
     assert {"latency_ms_b1", "latency_ms_b64", "speedup_b64", "size_ratio"} <= set(frame.columns)
     assert markdown(frame).count("\n") == len(report.rows) + 1
-    assert plot_size_vs_accuracy(report.rows, tmp_path / "p.png", report.selection.chosen, 1.0).stat().st_size > 0
+    assert (
+        plot_size_vs_accuracy(report.rows, tmp_path / "p.png", report.selection.chosen, 1.0).stat().st_size
+        > 0
+    )
 
 
 def _row(name, accuracy, size, latency):
     return VariantRow(name, name, accuracy, accuracy, size, size, 10, 10, {1: latency, 256: latency})
 
 
-CONSTRUCTED = [_row("float", 0.950, 1000, 10.0), _row("small_bad", 0.930, 100, 2.0),
-               _row("mid_ok", 0.941, 300, 4.0), _row("edge_ok", 0.940, 400, 1.0),
-               _row("big_ok", 0.960, 900, 9.0), _row("larger", 0.950, 1200, 12.0)]
+CONSTRUCTED = [
+    _row("float", 0.950, 1000, 10.0),
+    _row("small_bad", 0.930, 100, 2.0),
+    _row("mid_ok", 0.941, 300, 4.0),
+    _row("edge_ok", 0.940, 400, 1.0),
+    _row("big_ok", 0.960, 900, 9.0),
+    _row("larger", 0.950, 1200, 12.0),
+]
 
 
 def test_budget_rule_picks_smallest_within_budget():

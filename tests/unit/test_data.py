@@ -4,8 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from modelmill.data import ID, LABEL, bootstrap, load_dataset, to_tensors
-from modelmill.data import fashion_mnist
+from modelmill.data import ID, LABEL, bootstrap, fashion_mnist, load_dataset, to_tensors
 from modelmill.errors import DatasetError, DataSourceError
 
 

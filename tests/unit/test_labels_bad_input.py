@@ -20,7 +20,9 @@ def data(tmp_path):
 
 
 def _good(ids, n=5):
-    return [sim.task(i + 1, ids[10 + i], [ann(10 * i + 1, 1, "cat"), ann(10 * i + 2, 2, "cat")]) for i in range(n)]
+    return [
+        sim.task(i + 1, ids[10 + i], [ann(10 * i + 1, 1, "cat"), ann(10 * i + 2, 2, "cat")]) for i in range(n)
+    ]
 
 
 def _write(path, text):
@@ -38,21 +40,48 @@ def _bad_cases(tmp, ids):
         "not json": (_write(tmp / "notes.json", "this is not json"), r"byte 0: not JSON"),
         "json object": (_write(tmp / "obj.json", '{"data": {}}'), r"a JSON object; expected a JSON list"),
         "task not object": (_write(tmp / "nums.json", "[1, 2]"), r"task #0: expected a task object"),
-        "rectangles": (sim.write_json(tmp / "rect.json", rect), r"task #0 \(id 1\), annotation 1: export of another kind"),
-        "unknown ids": (sim.write_json(tmp / "unknown.json", unknown), r"task #0 \(id 1\): no usable annotation.*nope-1"),
+        "rectangles": (
+            sim.write_json(tmp / "rect.json", rect),
+            r"task #0 \(id 1\), annotation 1: export of another kind",
+        ),
+        "unknown ids": (
+            sim.write_json(tmp / "unknown.json", unknown),
+            r"task #0 \(id 1\): no usable annotation.*nope-1",
+        ),
         "outside classes": (sim.write_json(tmp / "zebra.json", outside), r"annotation 1: no usable.*'zebra'"),
         "empty list": (_write(tmp / "empty.json", "[]"), r"empty export: no tasks"),
         "zero bytes": (_write(tmp / "zero.json", b""), r"empty file"),
         "csv header only": (_write(tmp / "h.csv", "item_id,label,annotator\n"), r"empty export"),
-        "csv no label column": (_write(tmp / "c.csv", "item_id,other\nit0010,cat\n"), r"row 1 \(header\): no column 'label'"),
-        "csv not utf8": (_write(tmp / "latin.csv", "item_id,label\nit0010,caf\xe9\n".encode("latin-1")), r"not UTF-8"),
-        "no annotations": (sim.write_json(tmp / "preds.json", [sim.task(1, ids[10], [], predictions=["cat"])]),
-                           r"no human annotations in 1 tasks \(1 predictions"),
+        "csv no label column": (
+            _write(tmp / "c.csv", "item_id,other\nit0010,cat\n"),
+            r"row 1 \(header\): no column 'label'",
+        ),
+        "csv not utf8": (
+            _write(tmp / "latin.csv", "item_id,label\nit0010,caf\xe9\n".encode("latin-1")),
+            r"not UTF-8",
+        ),
+        "no annotations": (
+            sim.write_json(tmp / "preds.json", [sim.task(1, ids[10], [], predictions=["cat"])]),
+            r"no human annotations in 1 tasks \(1 predictions",
+        ),
     }
 
 
-CASES = ["truncated", "not json", "json object", "task not object", "rectangles", "unknown ids", "outside classes",
-         "empty list", "zero bytes", "csv header only", "csv no label column", "csv not utf8", "no annotations"]
+CASES = [
+    "truncated",
+    "not json",
+    "json object",
+    "task not object",
+    "rectangles",
+    "unknown ids",
+    "outside classes",
+    "empty list",
+    "zero bytes",
+    "csv header only",
+    "csv no label column",
+    "csv not utf8",
+    "no annotations",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -79,8 +108,11 @@ def test_export_above_the_size_limit_is_refused(data, tmp_path):
 
 def test_some_bad_rows_are_skipped_and_reported(data, tmp_path):
     data_dir, ids = data
-    tasks = _good(ids, 3) + [sim.task(9, "nope", [ann(91, 1, "cat")]), sim.task(10, ids[20], [ann(92, 1, "zebra")]),
-                             sim.task(11, ids[21], [ann(93, 1, ["cat", "dog"])])]
+    tasks = _good(ids, 3) + [
+        sim.task(9, "nope", [ann(91, 1, "cat")]),
+        sim.task(10, ids[20], [ann(92, 1, "zebra")]),
+        sim.task(11, ids[21], [ann(93, 1, ["cat", "dog"])]),
+    ]
     report = import_exports(data_dir, [sim.write_json(tmp_path / "mixed.json", tasks)], CFG)
     assert report.skipped == {"unknown item id": 1, "label outside class set": 1, "several choices": 1}
     assert report.labels_new == 3
@@ -92,7 +124,11 @@ def test_strict_mode_refuses_any_skipped_row(data, tmp_path):
     before = sim.tree_digest(data_dir)
     tasks = _good(ids, 3) + [sim.task(9, "nope", [ann(91, 1, "cat")])]
     with pytest.raises(ExportFormatError, match=r"task #3 \(id 9\): unknown item id 'nope' \(labels.strict"):
-        import_exports(data_dir, [sim.write_json(tmp_path / "mixed.json", tasks)], CFG.model_copy(update={"strict": True}))
+        import_exports(
+            data_dir,
+            [sim.write_json(tmp_path / "mixed.json", tasks)],
+            CFG.model_copy(update={"strict": True}),
+        )
     assert sim.tree_digest(data_dir) == before
 
 

@@ -6,7 +6,17 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from modelmill.labels.consensus import (
-    FEW, LABELED, LOW, TIE, DawidSkene, MajorityVote, Votes, agreement_kappa, fleiss_kappa, resolve, strategy_named,
+    FEW,
+    LABELED,
+    LOW,
+    TIE,
+    DawidSkene,
+    MajorityVote,
+    Votes,
+    agreement_kappa,
+    fleiss_kappa,
+    resolve,
+    strategy_named,
 )
 
 CLASSES = ("cat", "dog", "owl")
@@ -14,14 +24,26 @@ CLASSES = ("cat", "dog", "owl")
 
 def votes(*rows):
     """rows of (item, annotator, label[, preferred])."""
-    return pd.DataFrame([(*r, False)[:4] for r in rows], columns=["item_id", "annotator", "label", "preferred"])
+    return pd.DataFrame(
+        [(*r, False)[:4] for r in rows], columns=["item_id", "annotator", "label", "preferred"]
+    )
 
 
 def test_fleiss_kappa_matches_fleiss_1971_worked_example():
-    table = np.array([
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-    ])
+    table = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
     assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-4)
 
 
@@ -29,7 +51,9 @@ def test_cohen_kappa_for_two_annotators_matches_sklearn():
     rng = np.random.default_rng(1)
     a = rng.choice(CLASSES, 40)
     b = np.where(rng.random(40) < 0.7, a, rng.choice(CLASSES, 40))
-    frame = votes(*[(f"i{i}", "ann", x) for i, x in enumerate(a)], *[(f"i{i}", "bob", x) for i, x in enumerate(b)])
+    frame = votes(
+        *[(f"i{i}", "ann", x) for i, x in enumerate(a)], *[(f"i{i}", "bob", x) for i, x in enumerate(b)]
+    )
     kappa, kind = agreement_kappa(Votes.from_frame(frame, CLASSES))
     assert kind == "cohen"
     assert kappa == pytest.approx(cohen_kappa_score(a, b), abs=1e-6)
@@ -42,9 +66,16 @@ def test_three_annotators_use_fleiss():
 
 def test_majority_vote_labels_ties_and_low_agreement():
     frame = votes(
-        ("clear", 1, "cat"), ("clear", 2, "cat"), ("clear", 3, "dog"),
-        ("tied", 1, "cat"), ("tied", 2, "dog"),
-        ("split", 1, "cat"), ("split", 2, "dog"), ("split", 3, "owl"), ("split", 4, "cat"), ("split", 5, "dog"),
+        ("clear", 1, "cat"),
+        ("clear", 2, "cat"),
+        ("clear", 3, "dog"),
+        ("tied", 1, "cat"),
+        ("tied", 2, "dog"),
+        ("split", 1, "cat"),
+        ("split", 2, "dog"),
+        ("split", 3, "owl"),
+        ("split", 4, "cat"),
+        ("split", 5, "dog"),
         ("split", 6, "cat"),
         ("single", 1, "owl"),
     )

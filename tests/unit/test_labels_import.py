@@ -9,7 +9,11 @@ import pytest
 from modelmill.config import LabelsConfig
 from modelmill.data import load_dataset
 from modelmill.labels import (
-    LEDGER_FILE, build_tasks, import_exports, labeling_config, load_ledger, select_uncertain,
+    build_tasks,
+    import_exports,
+    labeling_config,
+    load_ledger,
+    select_uncertain,
 )
 from tests.support import labelstudio_sim as sim
 from tests.support.labelstudio_sim import annotation as ann
@@ -26,19 +30,21 @@ def data(tmp_path):
 def _annotated(tasks):
     """Label Studio's side of the round trip: ids assigned, annotators vote (see expectations below)."""
     plan = [
-        [ann(11, 1, "cat"), ann(12, 2, "cat", as_object=True), ann(13, 3, "cat")],   # unanimous
-        [ann(21, 1, "dog"), ann(22, 2, "dog"), ann(23, 3, "owl")],                   # 2 of 3
-        [ann(31, 1, "cat"), ann(32, 2, "dog")],                                      # tie -> review
-        [ann(41, 1, "owl"), ann(42, 2, "owl"), ann(43, 3, None, cancelled=True)],    # cancelled ignored
-        [ann(51, 1, "cat", review=False), ann(52, 2, "dog"), ann(53, 3, "dog")],     # rejected ignored
+        [ann(11, 1, "cat"), ann(12, 2, "cat", as_object=True), ann(13, 3, "cat")],  # unanimous
+        [ann(21, 1, "dog"), ann(22, 2, "dog"), ann(23, 3, "owl")],  # 2 of 3
+        [ann(31, 1, "cat"), ann(32, 2, "dog")],  # tie -> review
+        [ann(41, 1, "owl"), ann(42, 2, "owl"), ann(43, 3, None, cancelled=True)],  # cancelled ignored
+        [ann(51, 1, "cat", review=False), ann(52, 2, "dog"), ann(53, 3, "dog")],  # rejected ignored
         [ann(61, 1, "cat", ground_truth=True), ann(62, 2, "dog"), ann(63, 3, "dog")],  # ground truth wins
-        [],                                                                          # prediction only
-        [ann(81, 1, "owl", review=True), ann(82, 2, "cat"), ann(83, 3, "dog")],      # accepted review wins
+        [],  # prediction only
+        [ann(81, 1, "owl", review=True), ann(82, 2, "cat"), ann(83, 3, "dog")],  # accepted review wins
     ]
     exported = []
     for task_id, (task, anns) in enumerate(zip(tasks, plan), start=1):
         item = task["data"]["item_id"]
-        exported.append(sim.task(task_id, item, anns, predictions=["cat"], drafts=["dog"] if not anns else ()))
+        exported.append(
+            sim.task(task_id, item, anns, predictions=["cat"], drafts=["dog"] if not anns else ())
+        )
     return exported
 
 
@@ -50,7 +56,7 @@ def test_round_trip_export_tasks_annotate_import(data, tmp_path):
     labeled = set(dataset.labels["item_id"])
     chosen = select_uncertain(ids, proba, count=8, method="margin", exclude=labeled)
     tasks = build_tasks(chosen, dataset.items, proba, schema, CFG, model_version="digits-classifier/3")
-    assert "<Choice value=\"owl\"/>" in labeling_config(schema.classes, CFG)
+    assert '<Choice value="owl"/>' in labeling_config(schema.classes, CFG)
     assert not labeled & {t["data"]["item_id"] for t in tasks}
     export = sim.write_json(tmp_path / "project-1-at-2026-11-23.json", _annotated(tasks))
 
@@ -58,7 +64,14 @@ def test_round_trip_export_tasks_annotate_import(data, tmp_path):
 
     items = [t["data"]["item_id"] for t in tasks]
     labels = pd.read_parquet(data_dir / "labels.parquet").set_index("item_id")
-    expected = {items[0]: "cat", items[1]: "dog", items[3]: "owl", items[4]: "dog", items[5]: "cat", items[7]: "owl"}
+    expected = {
+        items[0]: "cat",
+        items[1]: "dog",
+        items[3]: "owl",
+        items[4]: "dog",
+        items[5]: "cat",
+        items[7]: "owl",
+    }
     assert labels.loc[list(expected), "label"].to_dict() == expected
     assert items[2] not in labels.index and items[6] not in labels.index
     assert labels.loc[items[0], "source"].startswith("labelstudio:" + report.files[0]["sha256"][:12])
@@ -83,7 +96,9 @@ def _fleiss_of_used_votes():
 
 def test_importing_the_same_export_twice_changes_nothing(data, tmp_path):
     data_dir, schema, ids = data
-    export = sim.write_json(tmp_path / "e.json", sim.simulate(ids[5:25], ["cat"] * 20, schema.classes, {1: 0.8, 2: 0.8}))
+    export = sim.write_json(
+        tmp_path / "e.json", sim.simulate(ids[5:25], ["cat"] * 20, schema.classes, {1: 0.8, 2: 0.8})
+    )
     first = import_exports(data_dir, [export], CFG)
     before = sim.tree_digest(data_dir)
     second = import_exports(data_dir, [export, export], CFG)
@@ -138,7 +153,13 @@ def test_bootstrap_label_is_corrected_by_consensus(data, tmp_path):
 
 def test_json_min_and_csv_give_the_same_labels_as_json(data, tmp_path):
     data_dir, schema, ids = data
-    tasks = sim.simulate(ids[10:30], [schema.classes[i % 3] for i in range(20)], schema.classes, {1: 0.9, 2: 0.7, 3: 0.7}, seed=3)
+    tasks = sim.simulate(
+        ids[10:30],
+        [schema.classes[i % 3] for i in range(20)],
+        schema.classes,
+        {1: 0.9, 2: 0.7, 3: 0.7},
+        seed=3,
+    )
     results = {}
     for name, path in {
         "json": sim.write_json(tmp_path / "e.json", tasks),
@@ -154,8 +175,11 @@ def test_json_min_and_csv_give_the_same_labels_as_json(data, tmp_path):
 def test_dawid_skene_strategy_from_config(data, tmp_path):
     data_dir, schema, ids = data
     tasks = sim.simulate(ids[10:30], ["dog"] * 20, schema.classes, {1: 0.95, 2: 0.9, 3: 0.5}, seed=1)
-    report = import_exports(data_dir, [sim.write_json(tmp_path / "e.json", tasks)],
-                            CFG.model_copy(update={"strategy": "dawid_skene"}))
+    report = import_exports(
+        data_dir,
+        [sim.write_json(tmp_path / "e.json", tasks)],
+        CFG.model_copy(update={"strategy": "dawid_skene"}),
+    )
     assert report.resolution.strategy == "dawid_skene"
     assert set(report.resolution.annotator_reliability) == {"1", "2", "3"}
     assert json.dumps(report.rows())  # the table artifact rows are plain JSON
@@ -163,9 +187,17 @@ def test_dawid_skene_strategy_from_config(data, tmp_path):
 
 def test_csv_with_byte_order_mark_and_multi_choice_cell(data, tmp_path):
     data_dir, _, ids = data
-    rows = [{"item_id": ids[12], "id": 1, "label": "owl", "annotator": "a@x", "annotation_id": 1},
-            {"item_id": ids[12], "id": 1, "label": {"choices": ["owl", "cat"]}, "annotator": "b@x", "annotation_id": 2},
-            {"item_id": ids[12], "id": 1, "label": "owl", "annotator": "c@x", "annotation_id": 3}]
+    rows = [
+        {"item_id": ids[12], "id": 1, "label": "owl", "annotator": "a@x", "annotation_id": 1},
+        {
+            "item_id": ids[12],
+            "id": 1,
+            "label": {"choices": ["owl", "cat"]},
+            "annotator": "b@x",
+            "annotation_id": 2,
+        },
+        {"item_id": ids[12], "id": 1, "label": "owl", "annotator": "c@x", "annotation_id": 3},
+    ]
     path = sim.write_csv(tmp_path / "e.csv", rows)
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     report = import_exports(data_dir, [path], CFG)

@@ -16,26 +16,55 @@ CLASSES = ("cat", "dog", "owl")
 KNOWN = {"it0", "it1", "it2"}
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False, allow_infinity=False) \
-    | st.sampled_from(["", "cat", "dog", "zebra", "it0", "it1", "label", "choices"]) | st.text(max_size=8)
-any_json = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                        | st.dictionaries(st.text(max_size=6) | st.sampled_from(["data", "id", "result"]), inner, max_size=4),
-                        max_leaves=25)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "cat", "dog", "zebra", "it0", "it1", "label", "choices"])
+    | st.text(max_size=8)
+)
+any_json = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.sampled_from(["data", "id", "result"]), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
 maybe = lambda strategy: strategy | any_json  # noqa: E731
 
-choice_result = st.fixed_dictionaries({
-    "from_name": maybe(st.sampled_from(["label", "tag"])), "type": maybe(st.sampled_from(["choices", "rectanglelabels"])),
-    "value": maybe(st.fixed_dictionaries({"choices": maybe(st.lists(st.sampled_from(CLASSES + ("zebra",)), max_size=3))})),
-})
-annotation = st.fixed_dictionaries({"id": maybe(st.integers(0, 9))}, optional={
-    "completed_by": maybe(st.integers(0, 3) | st.fixed_dictionaries({"id": st.integers(0, 3)})),
-    "result": maybe(st.lists(choice_result, max_size=2)), "was_cancelled": maybe(st.booleans()),
-    "ground_truth": maybe(st.booleans()), "updated_at": maybe(st.text(max_size=5)),
-    "reviews": maybe(st.lists(st.fixed_dictionaries({"accepted": maybe(st.booleans())}), max_size=2)),
-})
-task = st.fixed_dictionaries({"data": maybe(st.fixed_dictionaries({"item_id": maybe(st.sampled_from(sorted(KNOWN) + ["x"]))}))},
-                             optional={"id": any_json, "annotations": maybe(st.lists(annotation, max_size=3)),
-                                       "predictions": any_json, "drafts": any_json})
+choice_result = st.fixed_dictionaries(
+    {
+        "from_name": maybe(st.sampled_from(["label", "tag"])),
+        "type": maybe(st.sampled_from(["choices", "rectanglelabels"])),
+        "value": maybe(
+            st.fixed_dictionaries(
+                {"choices": maybe(st.lists(st.sampled_from(CLASSES + ("zebra",)), max_size=3))}
+            )
+        ),
+    }
+)
+annotation = st.fixed_dictionaries(
+    {"id": maybe(st.integers(0, 9))},
+    optional={
+        "completed_by": maybe(st.integers(0, 3) | st.fixed_dictionaries({"id": st.integers(0, 3)})),
+        "result": maybe(st.lists(choice_result, max_size=2)),
+        "was_cancelled": maybe(st.booleans()),
+        "ground_truth": maybe(st.booleans()),
+        "updated_at": maybe(st.text(max_size=5)),
+        "reviews": maybe(st.lists(st.fixed_dictionaries({"accepted": maybe(st.booleans())}), max_size=2)),
+    },
+)
+task = st.fixed_dictionaries(
+    {"data": maybe(st.fixed_dictionaries({"item_id": maybe(st.sampled_from(sorted(KNOWN) + ["x"]))}))},
+    optional={
+        "id": any_json,
+        "annotations": maybe(st.lists(annotation, max_size=3)),
+        "predictions": any_json,
+        "drafts": any_json,
+    },
+)
 
 
 def _parse(payload: bytes, suffix: str = ".json"):

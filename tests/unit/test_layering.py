@@ -26,7 +26,11 @@ def test_a_wrong_arrow_is_caught(tmp_path):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path)
     (tmp_path / "modelmill" / "leak.py").write_text("import prefect\n")
-    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
-                            cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode != 0 and "modelmill.leak" in result.stdout

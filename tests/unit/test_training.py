@@ -56,9 +56,13 @@ def test_thread_count_is_the_callers_again_after_training():
     """A tuning trial trains on 1 thread in the caller's process; the final model must not."""
     before, during = torch.get_num_threads(), []
     target = 1 if before > 1 else 2
-    train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1),
-          CFG.model_copy(update={"epochs": 1, "num_threads": target}),
-          on_epoch=lambda m: during.append(torch.get_num_threads()))
+    train(
+        build_model((8, 8), 2, MODEL),
+        toy(),
+        toy(seed=1),
+        CFG.model_copy(update={"epochs": 1, "num_threads": target}),
+        on_epoch=lambda m: during.append(torch.get_num_threads()),
+    )
     assert during == [target] and torch.get_num_threads() == before
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
+import optuna
 from modelmill import tuning
 from modelmill.config import load_settings
 from modelmill.data import bootstrap
@@ -29,12 +29,22 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def settings(data_dir, tmp_path):
-    return load_settings(None, {
-        "data.dir": str(data_dir), "tune.storage": f"sqlite:///{tmp_path}/optuna/optuna.db",
-        "tune.trials": 3, "tune.epochs": 2, "tune.space": TINY_SPACE, "tune.pruner": "none",
-        "tune.sampler_startup_trials": 2, "tune.heartbeat_interval": 1, "tune.grace_period": 2,
-        "train.batch_size": 128, "train.device": "cpu",
-    })
+    return load_settings(
+        None,
+        {
+            "data.dir": str(data_dir),
+            "tune.storage": f"sqlite:///{tmp_path}/optuna/optuna.db",
+            "tune.trials": 3,
+            "tune.epochs": 2,
+            "tune.space": TINY_SPACE,
+            "tune.pruner": "none",
+            "tune.sampler_startup_trials": 2,
+            "tune.heartbeat_interval": 1,
+            "tune.grace_period": 2,
+            "train.batch_size": 128,
+            "train.device": "cpu",
+        },
+    )
 
 
 def _study(result: tuning.TuneResult) -> optuna.Study:
@@ -59,8 +69,9 @@ def test_study_name_follows_data_version_and_space(settings):
     name = tuning.study_name(cfg, "0123456789abcdef.dir")
     assert name == tuning.study_name(cfg, "0123456789abcdef.dir")
     assert name != tuning.study_name(cfg, "fedcba9876543210.dir")
-    wider = settings.override({"tune.space": {**TINY_SPACE, "model.width": {
-        "type": "categorical", "choices": [4, 8, 16]}}}).tune
+    wider = settings.override(
+        {"tune.space": {**TINY_SPACE, "model.width": {"type": "categorical", "choices": [4, 8, 16]}}}
+    ).tune
     assert name != tuning.study_name(wider, "0123456789abcdef.dir")
 
 
@@ -82,12 +93,20 @@ def test_tune_stores_trials_and_resumes_to_more(settings, tmp_path):
 
 
 def test_median_pruner_prunes_unpromising_trials(settings, tmp_path):
-    pruned = settings.override({  # a hopeless learning rate beside a good one (seeded: bad, good, bad..)
-        "tune.trials": 4, "tune.epochs": 3, "tune.pruner": "median", "tune.sampler_startup_trials": 4,
-        "tune.pruner_startup_trials": 1, "tune.pruner_warmup_epochs": 0,
-        "tune.space": {"train.learning_rate": {"type": "categorical", "choices": [0.02, 1e-6]},
-                       "model.width": {"type": "categorical", "choices": [4, 8]}},
-    })
+    pruned = settings.override(
+        {  # a hopeless learning rate beside a good one (seeded: bad, good, bad..)
+            "tune.trials": 4,
+            "tune.epochs": 3,
+            "tune.pruner": "median",
+            "tune.sampler_startup_trials": 4,
+            "tune.pruner_startup_trials": 1,
+            "tune.pruner_warmup_epochs": 0,
+            "tune.space": {
+                "train.learning_rate": {"type": "categorical", "choices": [0.02, 1e-6]},
+                "model.width": {"type": "categorical", "choices": [4, 8]},
+            },
+        }
+    )
     result = tuning.tune(pruned, "v1", root=tmp_path)
     assert result.states["pruned"] >= 1
     assert result.states["complete"] + result.states["pruned"] >= 4

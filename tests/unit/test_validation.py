@@ -80,8 +80,11 @@ def test_missing_column_missing_class_and_too_few_rows(clean):
     ds.labels = ds.labels[keep].head(50)
     report, failed = failures(ds, min_rows=100)
     kinds = {k for k, _ in failed}
-    assert {"expect_table_columns_to_match_set", "expect_table_row_count_to_be_between",
-            "expect_column_distinct_values_to_contain_set"} <= kinds
+    assert {
+        "expect_table_columns_to_match_set",
+        "expect_table_row_count_to_be_between",
+        "expect_column_distinct_values_to_contain_set",
+    } <= kinds
     assert "'7'" in report.summary() and "px63" in report.summary()
 
 
