@@ -34,6 +34,7 @@ import optuna  # noqa: E402
 from modelmill import tuning  # noqa: E402
 from modelmill.config import Settings, load_settings  # noqa: E402
 from modelmill.data import bootstrap  # noqa: E402
+from modelmill.kinds import image as image_kind  # noqa: E402
 from modelmill.models import build_model  # noqa: E402
 from modelmill.training import train  # noqa: E402
 
@@ -208,7 +209,7 @@ def main() -> None:
             "train.patience": epochs,
             "tune.space": {
                 k: v.model_dump()
-                for k, v in base.tune.space.items()
+                for k, v in base.tune.space_for(image_kind.SEARCH_SPACE).items()
                 if k in ("train.learning_rate", "train.weight_decay", "model.dropout")
             },
         }
@@ -227,6 +228,7 @@ def main() -> None:
             f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)"
         )
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
+    return None
 
 
 if __name__ == "__main__":

@@ -21,11 +21,24 @@ class DataConfig(_Section):
     dvc_remote: str | None = Field(None, description="DVC remote to push to (None: the repo's default)")
     push: bool = True
     git_commit: bool = Field(False, description="git-commit data.dvc when a new data version is made")
+    image_size: tuple[int, int] = Field(
+        (32, 32), description="height, width that `data import` resizes image files to (Pillow)"
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1 or max(value) > 1024:
+            raise ValueError("image_size: height and width must be between 1 and 1024")
+        return value
 
 
 class ValidationConfig(_Section):
     min_rows: int = Field(100, ge=1)
     failed_rows_shown: int = Field(5, ge=0)
+    max_null_fraction: float = Field(
+        0.5, ge=0, le=1, description="tabular: largest share of missing values in a feature column"
+    )
 
 
 class SplitConfig(_Section):
@@ -40,11 +53,22 @@ class SplitConfig(_Section):
         return self
 
 
+class DenseConfig(_Section):
+    """The tabular kind's dense network (binary: one sigmoid output; multiclass: softmax)."""
+
+    width: int = Field(64, ge=1, description="units per hidden layer")
+    depth: int = Field(2, ge=0, le=6, description="hidden layers (0: logistic regression)")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
 class ModelConfig(_Section):
+    """Model per data kind: the top-level keys are the image kind's ConvNet; `tabular:` the dense net."""
+
     width: int = Field(32, ge=1, description="channels of the first conv block; doubled per block")
     depth: int = Field(2, ge=1, le=4, description="number of conv blocks")
     hidden: int = Field(128, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
+    tabular: DenseConfig = DenseConfig()
 
 
 class TrainConfig(_Section):
@@ -181,18 +205,6 @@ class SearchParam(_Section):
         return [cast(self.low), cast(self.high)]
 
 
-def _default_space() -> dict[str, SearchParam]:
-    return {
-        "train.learning_rate": SearchParam(type="float", low=1e-4, high=1e-1, log=True),
-        "train.batch_size": SearchParam(type="categorical", choices=[32, 64, 128]),
-        "train.weight_decay": SearchParam(type="float", low=1e-6, high=1e-2, log=True),
-        "train.optimizer": SearchParam(type="categorical", choices=["adam", "sgd"]),
-        "model.width": SearchParam(type="categorical", choices=[8, 16, 32]),
-        "model.depth": SearchParam(type="int", low=1, high=3),
-        "model.dropout": SearchParam(type="float", low=0.0, high=0.5),
-    }
-
-
 class TuneConfig(_Section):
     trials: int = Field(30, ge=0, description="trials in the study in total (resumes count); 0 = off")
     timeout: float | None = Field(None, gt=0, description="seconds for this invocation")
@@ -213,7 +225,9 @@ class TuneConfig(_Section):
     grace_period: int = Field(30, ge=1, description="seconds without heartbeat before a trial is stale")
     max_retry: int = Field(2, ge=0, description="retries of a trial whose process died")
     threads_per_worker: int | None = Field(1, ge=1, description="torch threads per trial process")
-    space: dict[str, SearchParam] = Field(default_factory=_default_space)
+    space: dict[str, SearchParam] | None = Field(
+        None, description="null: the data kind's default space (modelmill/kinds/<kind>.py SEARCH_SPACE)"
+    )
 
     @field_validator("storage")
     @classmethod
@@ -226,22 +240,44 @@ class TuneConfig(_Section):
 
     @field_validator("space")
     @classmethod
-    def _keys_are_settings(cls, space: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    def _keys_are_settings(cls, space: dict[str, SearchParam] | None) -> dict[str, SearchParam] | None:
+        if space is None:
+            return None
         if not space:
             raise ValueError("the search space is empty")
         for key, param in space.items():
-            section, _, leaf = key.partition(".")
-            field = Settings.model_fields.get(section) if section != "tune" else None
-            sub = field.annotation if field is not None else None
-            if sub is None or leaf not in sub.model_fields:
-                raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
+            section, leaf = _config_section(key)
             for value in param.candidates():
                 try:
-                    sub.model_validate({leaf: value})
+                    section.model_validate({leaf: value})
                 except ValidationError as exc:
                     reason = "; ".join(err["msg"] for err in exc.errors())
                     raise ValueError(f"'{key}': value {value!r} is not allowed ({reason})") from None
         return space
+
+    def space_for(self, kind_space: dict[str, Any]) -> dict[str, SearchParam]:
+        """The configured space, or (tune.space: null) the data kind's default one."""
+        if self.space is not None:
+            return self.space
+        return {key: SearchParam.model_validate(p) for key, p in kind_space.items()}
+
+
+def _config_section(key: str) -> tuple[type[BaseModel], str]:
+    """The section model and leaf name of a dotted key (`model.tabular.width`); not under tune."""
+    *parents, leaf = key.split(".")
+    node: Any = Settings
+    for part in parents:
+        field = node.model_fields.get(part) if part != "tune" or node is not Settings else None
+        node = field.annotation if field is not None else None
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            break
+    if not parents or not isinstance(node, type) or leaf not in getattr(node, "model_fields", {}):
+        raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
+    if isinstance(node.model_fields[leaf].annotation, type) and issubclass(
+        node.model_fields[leaf].annotation, BaseModel
+    ):
+        raise ValueError(f"'{key}' is a section, not a value")
+    return node, leaf
 
 
 class OpsConfig(_Section):

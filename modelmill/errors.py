@@ -44,3 +44,20 @@ class ExportFormatError(ModelmillError):
 
 class TuningError(ModelmillError):
     """The Optuna study cannot be opened or run (names the storage or the study)."""
+
+
+class PredictionInputError(ModelmillError):
+    """Raw input for prediction does not fit the model's schema (names the row and column)."""
+
+
+class DataImportError(ModelmillError):
+    """A file given to `modelmill data import` cannot be imported; names the file, row and column."""
+
+    def __init__(self, path: object, problem: str, row: int | None = None, column: str | None = None):
+        self.path, self.problem, self.row, self.column = str(path), problem, row, column
+        place = [self.path]
+        if row is not None:
+            place.append(f"row {row}")
+        if column is not None:
+            place.append(f"column '{column}'")
+        super().__init__(f"{', '.join(place)}: {problem}")

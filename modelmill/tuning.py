@@ -28,9 +28,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import optuna
 from modelmill.config import SearchParam, Settings, TuneConfig
-from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, load_dataset, to_tensors
+from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, fit_splits, load_dataset, read_schema
 from modelmill.errors import ConfigError, TuningError
-from modelmill.models import build_model
+from modelmill.kinds import default_model, kind_of
 from modelmill.split import split_frame
 from modelmill.training import EpochMetrics, train
 
@@ -255,7 +255,7 @@ class Objective:
             {**overrides, "train.epochs": cfg.epochs, "train.num_threads": cfg.threads_per_worker}
         )
         schema = self.splits["schema"]
-        model = build_model(schema.image_shape, len(schema.classes), trial_settings.model)
+        model = default_model(schema, trial_settings.model, self.splits["preprocessor"])
         history: list[dict[str, float]] = []
 
         def on_epoch(m: EpochMetrics) -> None:
@@ -284,11 +284,16 @@ def load_splits(settings: Settings) -> dict[str, Any]:
     """Train and validation tensors of the dataset in settings.data.dir (test stays unseen)."""
     dataset = load_dataset(settings.data.dir)
     parts = split_frame(dataset.labeled(), settings.split)
-    return {
-        "schema": dataset.schema,
-        "train": to_tensors(parts["train"], dataset.schema),
-        "val": to_tensors(parts["val"], dataset.schema),
-    }
+    preprocessor, xy = fit_splits({k: parts[k] for k in ("train", "val")}, dataset.schema)
+    return {"schema": dataset.schema, "preprocessor": preprocessor, "train": xy["train"], "val": xy["val"]}
+
+
+def with_kind_space(settings: Settings, root: str | Path = ".") -> Settings:
+    """Settings whose tune.space is set: the configured one or the data kind's default."""
+    if settings.tune.space is not None:
+        return settings
+    space = kind_of(read_schema(Path(root, settings.data.dir))).SEARCH_SPACE
+    return settings.override({"tune.space": space})
 
 
 # --- running trials: inline or in K worker processes ------------------------------------
@@ -355,6 +360,7 @@ def tune(
     settings: Settings, data_version: str, callbacks: Sequence[TrialCallback] = (), root: str | Path = "."
 ) -> TuneResult:
     """Run (or resume) the study for this data version and search space; return the best."""
+    settings = with_kind_space(settings, root)
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")
@@ -392,7 +398,11 @@ def _run_processes(
             raise
         finally:
             codes = [proc.wait() for proc in procs]
-    failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes), 1) if c]
+    failed = [
+        f"worker {i} (pid {p.pid}, exit {c})"
+        for i, (p, c) in enumerate(zip(procs, codes, strict=True), 1)
+        if c
+    ]
     if failed:
         raise TuningError(
             f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "
