@@ -46,6 +46,8 @@ def schema_from_json(text: str, where: str = "dataset.json") -> Schema:
             f"{where}: schema_version {version!r} is newer than this modelmill reads ({SCHEMA_VERSION})"
         )
     kind = raw.pop("kind", "image") if version >= 2 else "image"
+    if kind not in KINDS:
+        raise DatasetError(f"{where}: unknown dataset kind '{kind}' (known: {', '.join(sorted(KINDS))})")
     try:
         schema: Schema = kind_module(str(kind)).schema_from_dict(raw)
     except (ValueError, TypeError, KeyError) as exc:

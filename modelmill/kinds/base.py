@@ -12,9 +12,14 @@ if TYPE_CHECKING:
 class Schema(Protocol):
     """The dataset's schema as dataset.json records it (`kind` names the kind module)."""
 
-    name: str
-    classes: tuple[str, ...]
-    description: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
+
+    @property
+    def description(self) -> str: ...
 
     @property
     def kind(self) -> str: ...
@@ -30,7 +35,8 @@ class Schema(Protocol):
 class Preprocessor(Protocol):
     """Raw item columns -> model input tensor; fitted on the train split only; state is plain JSON."""
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def transform(self, frame: pd.DataFrame) -> torch.Tensor: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -105,7 +106,8 @@ def scaled_pixels(frame: pd.DataFrame, schema: ImageSchema) -> np.ndarray:
     low, high = schema.pixel_range
     pixels = frame[schema.feature_columns].to_numpy(dtype=np.float32)
     scaled = (pixels - np.float32(low)) / np.float32(high - low)
-    return scaled.reshape(-1, schema.channels, *schema.image_shape)
+    out: np.ndarray = scaled.reshape(-1, schema.channels, *schema.image_shape)
+    return out
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def derive_columns(frame: pd.DataFrame, schema: ImageSchema) -> pd.DataFrame:
 
 def expectations(schema: ImageSchema, cfg: ValidationConfig) -> list[Any]:
     """Decoded shape and channels (the exact pixel column set), no missing pixel, pixel range."""
-    import great_expectations.expectations as gxe
+    gxe: Any = import_module("great_expectations.expectations")
 
     low, high = schema.pixel_range
     return [

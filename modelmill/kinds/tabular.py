@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -236,7 +237,8 @@ Preprocessor = TabularPreprocessor
 
 def numeric_matrix(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """The numeric columns as float64 with NaN for missing values (pandas NA included)."""
-    return frame[columns].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    out: np.ndarray = frame[columns].astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
 
 
 def fit_preprocessor(train_frame: pd.DataFrame, schema: TabularSchema) -> TabularPreprocessor:
@@ -296,7 +298,7 @@ def derive_columns(frame: pd.DataFrame, schema: TabularSchema) -> pd.DataFrame:
 
 def expectations(schema: TabularSchema, cfg: ValidationConfig) -> list[Any]:
     """Column set, numeric types and ranges, categories, null share per column."""
-    import great_expectations.expectations as gxe
+    gxe: Any = import_module("great_expectations.expectations")
 
     out: list[Any] = [
         gxe.ExpectTableColumnsToMatchSet(
