@@ -207,6 +207,69 @@ def data_bootstrap(
     typer.echo(f"data version {version} ({settings.data.dir}.dvc)")
 
 
+@data_app.command("import")
+def data_import(
+    path: Path = typer.Argument(
+        ..., help="a CSV/Parquet file, or a folder with one subfolder of images per class"
+    ),
+    target: str | None = typer.Option(None, help="tabular: the label column (default: 'target')"),
+    id_column: str | None = typer.Option(None, "--id", help="tabular: the id column (default: row numbers)"),
+    kind: str | None = typer.Option(None, help="image | tabular (default: from PATH)"),
+    name: str | None = typer.Option(None, help="dataset name in dataset.json (default: PATH's stem)"),
+    size: str | None = typer.Option(None, help="image: HEIGHTxWIDTH to resize to (default: data.image_size)"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Import your own data as the dataset: a new DVC data version, pushed.
+
+    \b
+    Examples:
+      tabular: modelmill data import customers.csv --target churned --id customer_id
+               modelmill data import events.parquet --target label
+      image:   modelmill data import photos/ --size 64x64   (photos/cat/*.jpg, photos/dog/*.png, ...)
+
+    Columns are inferred and recorded in data/dataset.json (numeric: range; categorical:
+    values). Bad input is one line naming the file, row and column; data/ stays as it was.
+    """
+    from prefect.logging import disable_run_logger
+
+    from modelmill.data.imports import import_data
+    from modelmill.errors import ModelmillError
+    from tasks.data import push_data, version_data
+
+    overrides = {"data.image_size": _size(size) if size else None}
+    settings = _settings(project_dir, config, overrides)
+    try:
+        result = import_data(
+            path,
+            Path(project_dir, settings.data.dir),
+            kind=kind,
+            target=target,
+            id_column=id_column,
+            name=name,
+            image_size=settings.data.image_size,
+        )
+        version = version_data(project_dir, settings, f"data import {path.name}")
+        with disable_run_logger():
+            pushed = push_data.fn(project_dir, settings)
+    except ModelmillError as exc:
+        fail(str(exc))
+    columns = ", ".join(f"{k} ({v})" for k, v in list(result.columns.items())[:12])
+    typer.echo(
+        f"{result.kind} dataset '{result.name}': {result.items} items, {result.labeled} labeled, "
+        f"classes {list(result.classes)[:10]}; columns: {columns}"
+    )
+    typer.echo(f"data version {version} ({settings.data.dir}.dvc), {pushed} files pushed")
+
+
+def _size(text: str) -> list[int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        fail(f"--size {text}: expected HEIGHTxWIDTH, e.g. 32x32")
+    return [height, width]
+
+
 @data_app.command("status")
 def data_status(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
     """Print the data version recorded in data.dvc and whether data/ matches it."""

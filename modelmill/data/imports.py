@@ -107,7 +107,7 @@ def _table_batches(path: Path, types: dict[str, pa.DataType] | None = None) -> I
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(column_types=types or {}),
+            convert_options=pacsv.ConvertOptions(column_types=types or {}, strings_can_be_null=True),
         )
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
