@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,39 @@ class Tracker:
     def url(self) -> str:
         run = self.client.get_run(self.run_id)
         return f"#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+
+
+def end_status(error: BaseException | None) -> str:
+    """The MLflow run status for how a block ended: FINISHED, KILLED (interrupted, cancelled,
+    terminated) or FAILED."""
+    if error is None:
+        return "FINISHED"
+    from prefect.exceptions import CancelledRun, TerminationSignal
+
+    if isinstance(error, KeyboardInterrupt | SystemExit | CancelledRun | TerminationSignal):
+        return "KILLED"
+    return "FAILED"
+
+
+@contextlib.contextmanager
+def tracked_run(
+    settings: Settings,
+    project_dir: str | Path,
+    run_name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+) -> Iterator[Tracker]:
+    """The one place an MLflow run's life is managed: created on entry, ended FINISHED, FAILED
+    or KILLED on exit (an `error` tag names what failed)."""
+    tracker = Tracker.start(settings, project_dir, run_name, tags, parent_run_id=parent_run_id)
+    try:
+        yield tracker
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the run's own error matters more than this tag
+            tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.finish(end_status(exc))
+        raise
+    tracker.finish("FINISHED")
 
 
 def temp_dir(prefix: str = "modelmill-") -> tempfile.TemporaryDirectory:
