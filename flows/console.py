@@ -34,7 +34,6 @@ def quiet_environment(verbose: bool) -> None:
     lines and errors are printed by the CLI itself)."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def log_file_for(project_dir: str | Path, command: str) -> Path:
