@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -88,8 +89,6 @@ def run_fingerprint(settings: Settings, data_version: str, code: str) -> str:
 @stage("find-reusable-run")
 def find_reusable_run(ctx: RunContext, fingerprint: str) -> dict[str, Any] | None:
     """The summary of the last finished, retrained run with this fingerprint, or None."""
-    import mlflow.artifacts
-
     tracker = ctx.tracker()
     experiment_id = tracker.client.get_run(ctx.run_id).info.experiment_id
     runs = tracker.client.search_runs(
@@ -102,9 +101,9 @@ def find_reusable_run(ctx: RunContext, fingerprint: str) -> dict[str, Any] | Non
     if not runs:
         get_run_logger().info("no finished run with fingerprint %s: retraining", fingerprint)
         return None
-    summary: dict[str, Any] = mlflow.artifacts.load_dict(
-        f"runs:/{runs[0].info.run_id}/{SUMMARY_FILE}", tracking_uri=tracker.client.tracking_uri
-    )
+    with tempfile.TemporaryDirectory(prefix="modelmill-reuse-") as tmp:
+        path = tracker.client.download_artifacts(runs[0].info.run_id, SUMMARY_FILE, tmp)
+        summary: dict[str, Any] = json.loads(Path(path).read_text())
     return summary
 
 
