@@ -68,7 +68,9 @@ def side(name: str, csv: Path, out: Path) -> None:
 
 def measure(name: str, csv: Path, out: Path) -> dict:
     cmd = [sys.executable, __file__, "--side", name, "--csv", str(csv), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{name} side failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

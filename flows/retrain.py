@@ -74,6 +74,10 @@ def compress_champion(
     """Variants of a newly promoted champion -> `<name>-compressed` (when compress.enabled)."""
     if not (ctx.settings.compress.enabled and registered.promoted):
         return None
+    kind = splits.schema().kind
+    if kind != "image":  # the variants are built for the ConvNet: each method reported as not applicable
+        methods = ("dynamic_int8", "static_int8", "prune", "distill")
+        return {"not_applicable": {m: f"not implemented for the {kind} kind's model yet" for m in methods}}
     return compress_registered(ctx, f"{registered.name}/{registered.version}", lineage, splits)
 
 
@@ -82,5 +86,9 @@ def compression_note(settings: Settings, registered: Registration, compression: 
         return "off (compress.enabled: false)"
     if not registered.promoted:
         return "not run: the challenger was not promoted"
+    if compression and "not_applicable" in compression:
+        return "not applicable: " + "; ".join(
+            f"{m} {why}" for m, why in compression["not_applicable"].items()
+        )
     reg = (compression or {}).get("registered")
     return f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"

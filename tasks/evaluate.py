@@ -32,18 +32,24 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     logger, tracker = get_run_logger(), ctx.tracker()
     classes = list(splits.schema().classes)
     x_test, y_test = splits.xy("test")
-    report = evaluate_model(load_checkpoint(checkpoint), x_test, y_test, classes)
+    challenger = load_checkpoint(checkpoint)
+    report = evaluate_model(challenger, x_test, y_test, classes)
     tracker.log_metrics(report.metrics("test_"))
+    binary = _binary(challenger, splits) if len(classes) == 2 else {}
+    tracker.log_metrics(binary)
     _log_report(ctx, tracker, report, "challenger")
     logger.info(
         "challenger: accuracy %.4f  macro F1 %.4f on %d test items",
         report.accuracy, report.macro_f1, report.n,
     )  # fmt: skip
-    out = Evaluation(challenger=_scores(report))
+    out = Evaluation(
+        challenger={**_scores(report), **{k.removeprefix("test_"): v for k, v in binary.items()}}
+    )
     name = ctx.settings.registry.model_name
     champion = alias_version(tracker.client, name, CHAMPION)
     if champion is not None:
-        champ_report = evaluate_model(load_version(name, champion.version), x_test, y_test, classes)
+        x_champion = _champion_inputs(tracker, champion.run_id, splits, x_test)
+        champ_report = evaluate_model(load_version(name, champion.version), x_champion, y_test, classes)
         tracker.log_metrics(champ_report.metrics("champion_test_"))
         _log_report(ctx, tracker, champ_report, f"champion-v{champion.version}")
         logger.info(
@@ -52,6 +58,41 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
         )  # fmt: skip
         out.champion, out.champion_version = _scores(champ_report), str(champion.version)
     return out
+
+
+def _binary(model, splits: SplitRef) -> dict[str, float]:
+    """ROC AUC, PR AUC and the decision threshold (best F1 on the val split) applied to test."""
+    from modelmill.binary_metrics import binary_metrics, choose_threshold
+    from modelmill.training import predict_proba
+
+    (x_val, y_val), (x_test, y_test) = splits.xy("val"), splits.xy("test")
+    threshold = choose_threshold(y_val.numpy(), predict_proba(model, x_val)[:, 1].numpy())
+    positive = splits.schema().classes[1]
+    p_test = predict_proba(model, x_test)[:, 1].numpy()
+    return binary_metrics(y_test.numpy(), p_test, threshold, positive).metrics("test_")
+
+
+def _champion_inputs(tracker: Tracker, run_id: str, splits: SplitRef, x_test):
+    """The test rows as the champion's own fitted preprocessor (logged by its run) makes them."""
+    from modelmill.data import to_tensors
+    from modelmill.kinds import preprocessor_from_state
+
+    state = _logged_preprocessor(run_id)
+    if state == splits.preprocessor_state():
+        return x_test
+    if state is None:  # a champion from before preprocessors were logged: pixels scaled to [0, 1]
+        return to_tensors(splits.test_rows(), splits.schema())[0]
+    return preprocessor_from_state(state).transform(splits.test_rows())
+
+
+def _logged_preprocessor(run_id: str) -> dict | None:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/preprocessing/preprocessor.json")
+    except (MlflowException, OSError):
+        return None
 
 
 @stage("gate")

@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from modelmill.models import build_model, count_parameters
+from modelmill.kinds import default_model
+from modelmill.models import count_parameters
 from modelmill.training import EpochMetrics, seed_everything, train
 from tasks import progress
 from tasks.checkpoint import save_checkpoint
@@ -21,7 +22,7 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     logger, tracker, cfg = get_run_logger(), ctx.tracker(), ctx.settings
     schema = splits.schema()
     seed_everything(cfg.train.seed)  # before the weights are initialised: same inputs, same model
-    model = build_model(schema.image_shape, len(schema.classes), cfg.model)
+    model = default_model(schema, cfg.model, splits.preprocessor())  # the kind's model for the schema
     tracker.log_params({"model.parameters": count_parameters(model)})
     bar = progress.bar("train", total=cfg.train.epochs, unit="epoch")
 
