@@ -74,10 +74,12 @@ def compress_champion(
     """Variants of a newly promoted champion -> `<name>-compressed` (when compress.enabled)."""
     if not (ctx.settings.compress.enabled and registered.promoted):
         return None
-    kind = splits.schema().kind
-    if kind != "image":  # the variants are built for the ConvNet: each method reported as not applicable
+    schema = splits.schema()
+    if schema.kind != "image" or getattr(schema, "channels", 1) != 1:
+        # the variants are built for the grey-image ConvNet: each method reported as not applicable
+        what = f"{schema.kind} kind's model" if schema.kind != "image" else "RGB ConvNet"
         methods = ("dynamic_int8", "static_int8", "prune", "distill")
-        return {"not_applicable": {m: f"not implemented for the {kind} kind's model yet" for m in methods}}
+        return {"not_applicable": {m: f"not implemented for the {what} yet" for m in methods}}
     return compress_registered(ctx, f"{registered.name}/{registered.version}", lineage, splits)
 
 

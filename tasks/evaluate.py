@@ -77,7 +77,7 @@ def _champion_inputs(tracker: Tracker, run_id: str, splits: SplitRef, x_test):
     from modelmill.data import to_tensors
     from modelmill.kinds import preprocessor_from_state
 
-    state = _logged_preprocessor(run_id)
+    state = logged_preprocessor(run_id)
     if state == splits.preprocessor_state():
         return x_test
     if state is None:  # a champion from before preprocessors were logged: pixels scaled to [0, 1]
@@ -85,7 +85,8 @@ def _champion_inputs(tracker: Tracker, run_id: str, splits: SplitRef, x_test):
     return preprocessor_from_state(state).transform(splits.test_rows())
 
 
-def _logged_preprocessor(run_id: str) -> dict | None:
+def logged_preprocessor(run_id: str) -> dict | None:
+    """The preprocessor state a run logged (None: a run from before preprocessors were logged)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 

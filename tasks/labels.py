@@ -118,6 +118,9 @@ def report_dict(report: ImportReport, before: str, after: str) -> dict:
     }
 
 
+TABLE_FIELD = "row"  # task data key of a tabular item's {column: value} table
+
+
 def export_uncertain_tasks(
     project_dir: str | Path,
     settings: Settings,
@@ -127,8 +130,11 @@ def export_uncertain_tasks(
     include_labeled: bool = False,
 ) -> dict:
     """Label Studio tasks for the items the champion is least sure about, plus the labeling config."""
+    from modelmill.atomic import atomic_write_bytes
     from modelmill.data import to_tensors
+    from modelmill.kinds import kind_of, preprocessor_from_state
     from modelmill.training import predict_proba
+    from tasks.evaluate import logged_preprocessor
     from tasks.registry import CHAMPION, alias_version, load_version
     from tasks.tracking import connect
 
@@ -138,19 +144,32 @@ def export_uncertain_tasks(
     champion = alias_version(client, name, CHAMPION)
     if champion is None:
         raise ModelmillError(f"no '{CHAMPION}' version of model '{name}' yet; run `modelmill run` first")
-    x, _ = to_tensors(dataset.items, dataset.schema)
+    state = logged_preprocessor(champion.run_id)  # the champion's own, fitted on its train split
+    x = (
+        preprocessor_from_state(state).transform(dataset.items)
+        if state is not None
+        else to_tensors(dataset.items, dataset.schema)[0]
+    )
     proba = predict_proba(load_version(name, champion.version), x).numpy()
     exclude = set() if include_labeled else set(dataset.labels[ID].astype(str))
     chosen = select_uncertain(
         dataset.items[ID].astype(str), proba, count or cfg.export_count, method or cfg.uncertainty, exclude
     )
-    tasks = build_tasks(chosen, dataset.items, proba, dataset.schema, cfg, f"{name}/{champion.version}")
-    out_dir = Path(out_dir)
+    schema, out_dir = dataset.schema, Path(out_dir)
+    if schema.kind == "image":
+        tasks = build_tasks(chosen, dataset.items, proba, schema, cfg, f"{name}/{champion.version}")
+        config = write_labeling_config(out_dir / "labeling_config.xml", schema.classes, cfg)
+    else:  # the kind's view of the item (tabular: a <Table> of the row)
+        kind = kind_of(schema)
+        data = kind.task_data(dataset.items.iloc[chosen["row"]], schema, TABLE_FIELD, cfg.item_id_field)
+        tasks = build_tasks(chosen, dataset.items, proba, schema, cfg, f"{name}/{champion.version}", data)
+        config = out_dir / "labeling_config.xml"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        xml = kind.labeling_config(schema.classes, cfg.from_name, cfg.to_name, TABLE_FIELD)
+        atomic_write_bytes(config, xml.encode())
     return {
         "tasks": str(write_tasks(out_dir / "tasks.json", tasks)),
-        "labeling_config": str(
-            write_labeling_config(out_dir / "labeling_config.xml", dataset.schema.classes, cfg)
-        ),
+        "labeling_config": str(config),
         "count": len(tasks),
         "model_version": f"{name}/{champion.version}",
         "method": method or cfg.uncertainty,

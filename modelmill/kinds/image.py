@@ -208,11 +208,13 @@ def labeling_config(classes: tuple[str, ...], from_name: str, to_name: str, valu
     )
 
 
-def task_data(items: pd.DataFrame, schema: ImageSchema, value_field: str) -> list[dict[str, Any]]:
+def task_data(
+    items: pd.DataFrame, schema: ImageSchema, value_field: str, id_field: str = ID
+) -> list[dict[str, Any]]:
     """Label Studio task data per item: its id and the image as a PNG data URI."""
     pixels = scaled_pixels(items, schema)
     return [
-        {ID: str(item_id), value_field: "data:image/png;base64," + base64.b64encode(_png(p)).decode()}
+        {id_field: str(item_id), value_field: "data:image/png;base64," + base64.b64encode(_png(p)).decode()}
         for item_id, p in zip(items[ID], pixels, strict=True)
     ]
 

@@ -338,11 +338,13 @@ def labeling_config(classes: tuple[str, ...], from_name: str, to_name: str, valu
     )
 
 
-def task_data(items: pd.DataFrame, schema: TabularSchema, value_field: str) -> list[dict[str, Any]]:
+def task_data(
+    items: pd.DataFrame, schema: TabularSchema, value_field: str, id_field: str = ID
+) -> list[dict[str, Any]]:
     """Label Studio task data per item: its id and the row as a {column: value} table."""
     rows = items[schema.feature_columns].astype(object).where(items[schema.feature_columns].notna(), None)
     return [
-        {ID: str(item_id), value_field: {k: _plain(v) for k, v in row.items()}}
+        {id_field: str(item_id), value_field: {k: _plain(v) for k, v in row.items()}}
         for item_id, row in zip(items[ID], rows.to_dict(orient="records"), strict=True)
     ]
 

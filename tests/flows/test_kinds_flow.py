@@ -54,10 +54,21 @@ def test_binary_table_trains_evaluates_with_roc_auc_and_its_champion_keeps_its_p
     assert champion is not None and champion["accuracy"] >= 0.9, second["evaluation"]
 
 
-def test_multiclass_table_with_missing_values_and_categories(project):
+def test_multiclass_table_with_missing_values_and_categories(project, tmp_path):
     use_source(project, "penguins", **{"registry.model_name": "penguins"})
     summary = retrain(RetrainParams(project_dir=str(project), epochs=6))
     challenger = summary["evaluation"]["challenger"]
     assert challenger["accuracy"] >= 0.8 and "roc_auc" not in challenger
     spec = client_for(project).get_run(summary["mlflow_run_id"]).data.params["model.parameters"]
     assert int(spec) > 0
+    # the loop back to Label Studio: a <Table> of each row, scored by the champion
+    from modelmill.config import load_settings
+    from tasks.labels import export_uncertain_tasks
+
+    settings = load_settings(project / "params.yaml")
+    result = export_uncertain_tasks(project, settings, tmp_path / "out", count=5, include_labeled=True)
+    tasks = json.loads(Path(result["tasks"]).read_text())
+    assert len(tasks) == 5 and set(tasks[0]["data"]["row"]) >= {"island", "bill_length_mm", "sex"}
+    assert tasks[0]["data"]["item_id"].startswith("penguins-")
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0] in ("Adelie", "Chinstrap", "Gentoo")
+    assert '<Table name="image" value="$row"/>' in Path(result["labeling_config"]).read_text()
