@@ -11,7 +11,7 @@ import yaml
 from flows.compress import CompressParams, compress
 from flows.retrain import RetrainParams, retrain
 from modelmill.config import load_settings
-from modelmill.data import load_dataset, to_tensors
+from modelmill.data import fit_splits, load_dataset
 from modelmill.errors import CompressionError
 from modelmill.split import split_frame
 
@@ -100,7 +100,9 @@ def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
     settings = load_settings(project / "params.yaml")
     dataset = load_dataset(project / "data")
-    x, y = to_tensors(split_frame(dataset.labeled(), settings.split)["test"], dataset.schema)
+    # the inputs the model was trained on: the kind's preprocessor fitted on the train split
+    _, xy = fit_splits(split_frame(dataset.labeled(), settings.split), dataset.schema)
+    x, y = xy["test"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{COMPRESSED}@champion")
     labels = np.asarray(pyfunc.predict(x.numpy())).argmax(1)
     client = client_for(project)
