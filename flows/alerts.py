@@ -36,7 +36,8 @@ def failure_summary(flow_name: str, flow_run, state) -> dict:
     )
     markdown = (
         f"# {flow_name} failed\n\nFlow run **{flow_run.name}** (`{flow_run.id}`) ended "
-        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n## Error\n```\n{error[:2000]}\n```\n"
+        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n"
+        f"## Error\n```\n{error[:2000]}\n```\n"
         + (f"\nPrefect UI: [flow run]({run_url})\n" if run_url else "")
     )
     return {

@@ -7,6 +7,7 @@ one core idle) and only then waits for the server (the other core busy, this one
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import threading
@@ -56,10 +57,8 @@ def start_ephemeral_api() -> Callable[[], None] | None:
     server = SubprocessASGIServer()
 
     def boot() -> None:
-        try:
+        with contextlib.suppress(Exception):  # the flow's own client starts it again and reports
             server.start()
-        except Exception:  # noqa: BLE001 - the flow's own client starts it again and reports
-            pass
 
     thread = threading.Thread(target=boot, name="prefect-ephemeral-api", daemon=True)
     thread.start()
