@@ -51,7 +51,8 @@ def start_ephemeral_api() -> Callable[[], None] | None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
-    # the very server the flow's client starts (a per-process singleton, started once)
+    # the very server the flow's client starts (a per-process singleton, started once); no
+    # public API starts Prefect's ephemeral server ahead of the first client, so this one is used
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()

@@ -17,11 +17,15 @@ def modelmill(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Completed
     return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
-@pytest.fixture
-def clone(tmp_path) -> Path:
-    """A clone of the committed tree with no state: each test starts from what a new user gets."""
-    target = tmp_path / "modelmill"
+def git_clone(target: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
     for key, value in (("user.email", "e2e@modelmill.local"), ("user.name", "e2e")):
         subprocess.run(["git", "config", key, value], cwd=target, check=True)
     return target
+
+
+@pytest.fixture
+def clone(tmp_path) -> Path:
+    """A clone of the committed tree, one per test: each starts from what a new user gets, in any order
+    (a module-wide clone made `data bootstrap` and `run` depend on which test went first)."""
+    return git_clone(tmp_path / "modelmill")
