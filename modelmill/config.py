@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,11 +198,12 @@ class SearchParam(_Section):
             raise ValueError("int needs integer low and high")
         return self
 
-    def candidates(self) -> list:
+    def candidates(self) -> list[str | int | float | bool]:
         """Values at the edges of the space (checked against the configuration's own rules)."""
         if self.type == "categorical":
-            return list(self.choices)
-        cast = int if self.type == "int" else float
+            return list(self.choices or ())
+        assert self.low is not None and self.high is not None  # _well_formed
+        cast: type[int] | type[float] = int if self.type == "int" else float
         return [cast(self.low), cast(self.high)]
 
 
@@ -326,7 +328,7 @@ class Settings(_Section):
         return _validate(tree, source="overrides")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = ""):
+def _flatten(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for key, value in tree.items():
         if isinstance(value, dict):
             yield from _flatten(value, f"{prefix}{key}.")
