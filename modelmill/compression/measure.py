@@ -26,8 +26,8 @@ class VariantRow:
     method: str
     accuracy: float
     macro_f1: float
-    size_bytes: int  # the stored file: torch.save(package) + zlib
-    dense_size_bytes: int  # plain torch.save(state_dict), uncompressed
+    size_bytes: int  # the stored file: safetensors package + zlib
+    dense_size_bytes: int  # plain safetensors of the state, uncompressed
     parameters: int
     nonzero_parameters: int
     latency_ms: dict[int, float]  # batch size -> median ms per batch
@@ -100,7 +100,7 @@ def interleaved_latency_ms(
                 for _ in range(WARMUP_RUNS):
                     module(batch)
         for _ in range(cfg.latency_repeats):
-            for module, timing in zip(modules, timings):
+            for module, timing in zip(modules, timings, strict=True):
                 for size, batch in batches.items():
                     tick = time.perf_counter()
                     module(batch)
