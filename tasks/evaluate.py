@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from modelmill import modelfile
 from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusion_matrix
 from modelmill.gate import GateDecision, decide
 from tasks.context import RunContext
@@ -22,7 +22,7 @@ def evaluate(ctx: RunContext, checkpoint: str) -> dict:
     dataset, _, xy = load_splits(ctx)
     classes = list(dataset.schema.classes)
     x_test, y_test = xy["test"]
-    report = evaluate_model(torch.load(checkpoint, weights_only=False), x_test, y_test, classes)
+    report = evaluate_model(modelfile.load(checkpoint).module, x_test, y_test, classes)
     tracker.log_metrics(report.metrics("test_"))
     _log_report(ctx, tracker, report, "challenger")
     logger.info(

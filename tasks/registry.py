@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from modelmill.gate import GateDecision
 from tasks.context import RunContext
+from tasks.modelstore import log_folder
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -23,9 +23,11 @@ def alias_version(client, name: str, alias: str):
 
 
 def load_version(name: str, version: str):
-    import mlflow.pytorch
+    """The module of a registered version, verified first (tasks.modelstore.load_verified)."""
+    from mlflow import MlflowClient
+    from tasks.modelstore import load_verified
 
-    return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu").eval()
+    return load_verified(MlflowClient(), name, version).module
 
 
 @task(name="register", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
@@ -37,13 +39,13 @@ def register(
 
     logger, tracker = get_run_logger(), ctx.tracker()
     name = ctx.settings.registry.model_name
-    model = torch.load(checkpoint, weights_only=False)
-    model_uri = tracker.log_pytorch_model(model, input_example)
+    model_uri, manifest_tags = log_folder(tracker, checkpoint, input_example)
     tags = {
         **lineage,
         "gate": "promoted" if decision.promote else "rejected",
         f"test_{decision.metric}": f"{decision.challenger:.6f}",
         "mlflow_run_id": ctx.run_id,
+        **manifest_tags,
     }
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client = tracker.client

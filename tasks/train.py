@@ -1,13 +1,13 @@
-"""Train task: the challenger, with per-epoch metrics in MLflow and a checkpoint on disk."""
+"""Train task: the challenger, with per-epoch metrics in MLflow and the model folder on disk."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from modelmill import modelfile
 from modelmill.models import build_model, count_parameters
 from modelmill.training import EpochMetrics, train
 from tasks.context import RunContext
@@ -63,6 +63,12 @@ def train_challenger(ctx: RunContext, data_version: str) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
-    checkpoint = Path(ctx.work_dir, "challenger.pt")
-    torch.save(result.model, checkpoint)
+    checkpoint = Path(ctx.work_dir, "challenger")  # the safe model folder (modelmill.modelfile)
+    modelfile.save(
+        checkpoint,
+        result.model,
+        classes=list(dataset.schema.classes),
+        input_example=xy["test"][0][:4],
+        kind=getattr(dataset.schema, "kind", "image"),
+    )
     return str(checkpoint)
