@@ -36,7 +36,8 @@ def failure_summary(flow_name: str, flow_run, state) -> dict:
     )
     markdown = (
         f"# {flow_name} failed\n\nFlow run **{flow_run.name}** (`{flow_run.id}`) ended "
-        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n## Error\n```\n{error[:2000]}\n```\n"
+        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n"
+        f"## Error\n```\n{error[:2000]}\n```\n"
         + (f"\nPrefect UI: [flow run]({run_url})\n" if run_url else "")
     )
     return {
@@ -105,7 +106,8 @@ def _webhook_url(parameters: dict) -> str | None:
     params = parameters.get("params") or {}
     params = params if isinstance(params, dict) else params.model_dump()
     path = Path(params.get("project_dir", "."), params.get("config", "params.yaml"))
-    return load_settings(path if path.exists() else None).ops.alert_webhook_url
+    url = load_settings(path if path.exists() else None).ops.alert_webhook_url
+    return url.get_secret_value() if url is not None else None
 
 
 def notify(url: str, failure: dict, timeout: float = 5.0) -> None:

@@ -33,7 +33,13 @@ def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
     return data_version
 
 
-@task(name="train-evaluate-register", cache_key_fn=fingerprint_cache_key, persist_result=True)
+# the cached result is JSON (Prefect's default would be a cloudpickle a later run unpickles)
+@task(
+    name="train-evaluate-register",
+    cache_key_fn=fingerprint_cache_key,
+    persist_result=True,
+    result_serializer="json",
+)
 def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -> dict:
     """validate -> train -> evaluate -> gate -> register -> compress -> summary; cached by the
     run fingerprint (data version + resolved configuration + code)."""

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from prefect import flow, runtime
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from modelmill.config import Settings, load_settings
 from tasks.context import git_commit
@@ -20,7 +20,9 @@ class TuneParams(BaseModel):
     timeout: float | None = Field(None, gt=0, description="override tune.timeout (seconds, this run)")
     workers: int | None = Field(None, ge=1, description="override tune.workers (trials at once)")
     pruner: str | None = Field(None, description="override tune.pruner: hyperband | median | none")
-    storage: str | None = Field(None, description="override tune.storage (SQLAlchemy URL)")
+    storage: SecretStr | None = Field(
+        None, description="override tune.storage (SQLAlchemy URL; recorded masked: prefer params.yaml)"
+    )
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
@@ -31,7 +33,7 @@ class TuneParams(BaseModel):
                 "tune.timeout": self.timeout,
                 "tune.workers": self.workers,
                 "tune.pruner": self.pruner,
-                "tune.storage": self.storage,
+                "tune.storage": self.storage.get_secret_value() if self.storage else None,
             },
         )
 

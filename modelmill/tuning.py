@@ -31,6 +31,7 @@ from modelmill.config import SearchParam, Settings, TuneConfig
 from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, load_dataset, to_tensors
 from modelmill.errors import ConfigError, TuningError
 from modelmill.models import build_model
+from modelmill.secrets import mask_url, redact
 from modelmill.split import split_frame
 from modelmill.training import EpochMetrics, train
 
@@ -134,7 +135,8 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # bad URL, missing driver, server down
-        raise TuningError(f"tune.storage: cannot open Optuna storage '{url}' ({exc})") from None
+        reason = redact(str(exc), [url])
+        raise TuningError(f"tune.storage: cannot open Optuna storage '{mask_url(url)}' ({reason})") from None
 
 
 @contextmanager
@@ -358,11 +360,11 @@ def tune(
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")
-    url = resolve_storage_url(cfg.storage, root)
+    url = resolve_storage_url(cfg.storage.get_secret_value(), root)
     name = study_name(cfg, data_version)
     started = time.perf_counter()
     prepare_study(cfg, name, url)
-    payload = settings.model_dump_json()
+    payload = settings.private_json()  # the workers need the storage password
     if cfg.workers == 1:
         run_worker(payload, name, url, 0, callbacks)
     else:
@@ -392,7 +394,11 @@ def _run_processes(
             raise
         finally:
             codes = [proc.wait() for proc in procs]
-    failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes), 1) if c]
+    failed = [
+        f"worker {i} (pid {p.pid}, exit {c})"
+        for i, (p, c) in enumerate(zip(procs, codes, strict=True), 1)
+        if c
+    ]
     if failed:
         raise TuningError(
             f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "

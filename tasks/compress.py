@@ -10,7 +10,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from modelmill.compression import CompressionReport, compress, markdown, plot_size_vs_accuracy, save, table
+from modelmill.compression import CompressionReport, compress, markdown, plot_size_vs_accuracy, table
+from modelmill.compression.storage import save_folder
 from modelmill.errors import CompressionError
 from tasks.context import RunContext
 from tasks.registry import CHAMPION, alias_version, load_version
@@ -76,8 +77,8 @@ def compress_model(ctx: RunContext, source: ModelSource) -> dict:
         "table": frame.to_dict(orient="records"),
     }
     if chosen is not None:
-        path = Path(ctx.work_dir, f"{chosen.name}.mmz")
-        save(path, chosen.stored())
+        path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(dataset.schema.classes))
         out["chosen"] = {
             "path": str(path),
             **report.row(chosen.name).flat(),
@@ -154,24 +155,19 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
-    from tasks import compressed_model
-    from tasks.compressed_model import ARTIFACT, CompressedClassifier
+    from tasks.modelstore import log_folder
 
     chosen, source = result["chosen"], result["source"]
     if chosen is None:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
-    tracker, probe, example = ctx.tracker(), CompressedClassifier(), chosen["input_example"]
-    probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
-    model_uri = tracker.log_pyfunc_model(
-        compressed_model.__file__,
-        {ARTIFACT: chosen["path"]},
-        example,
-        probe.predict(None, example),
-        name="compressed_model",
+    tracker = ctx.tracker()
+    model_uri, manifest_tags = log_folder(
+        tracker, chosen["path"], chosen["input_example"], name="compressed_model"
     )
     name = source["name"] + ctx.settings.compress.registered_suffix
-    version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))
+    tags = {**_version_tags(chosen, source, lineage, ctx.run_id), **manifest_tags}
+    version = mlflow.register_model(model_uri, name, tags=tags)
     if source["is_champion"]:
         tracker.client.set_registered_model_alias(name, CHAMPION, version.version)
     tracker.set_tags({"compressed_model": name, "compressed_version": version.version})
@@ -211,13 +207,6 @@ def _version_tags(chosen: dict, source: dict, lineage: dict, run_id: str) -> dic
         "mlflow_run_id": run_id,
         **{k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in figures.items()},
     }
-
-
-class _Artifacts:
-    """The one attribute of mlflow's PythonModelContext that CompressedClassifier reads."""
-
-    def __init__(self, artifacts: dict[str, str]):
-        self.artifacts = artifacts
 
 
 @task(name="compress-summary", cache_policy=NO_CACHE)

@@ -6,12 +6,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from modelmill.secrets import without_userinfo
 from tasks.context import RunContext
 from tasks.tracking import tracking_uri
 
 
 def ui_link(ctx: RunContext, path: str) -> str:
-    uri = tracking_uri(ctx.settings, ctx.project_dir)
+    uri = without_userinfo(tracking_uri(ctx.settings, ctx.project_dir))
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base}/{path}"
 
@@ -35,10 +36,15 @@ def publish_summary(ctx: RunContext, summary: dict) -> str:
     )
     run_url = ui_link(ctx, f"#/experiments/{summary['experiment_id']}/runs/{ctx.run_id}")
     model_url = ui_link(ctx, f"#/models/{reg['name']}/versions/{reg['version']}")
+    outcome = (
+        "now `champion`"
+        if reg["promoted"]
+        else "alias `challenger`; champion stays version " + str(reg["champion_version"])
+    )
     markdown = f"""# retrain: {"promoted" if reg["promoted"] else "not promoted"}
 
 - data version: `{summary["data_version"]}`
-- model: **{reg["name"]} version {reg["version"]}**, {"now `champion`" if reg["promoted"] else "alias `challenger`; champion stays version " + str(reg["champion_version"])}
+- model: **{reg["name"]} version {reg["version"]}**, {outcome}
 - gate: {summary["gate_reason"]}
 - MLflow run: `{ctx.run_id}` ([open]({run_url})), model version: [open]({model_url})
 

@@ -244,6 +244,24 @@ def use_backend(backend: str) -> None:
         torch.backends.quantized.engine = backend
 
 
+def save_folder(
+    folder: str | Path, module: nn.Module, arch: Architecture, recipe: Recipe, classes: list[str]
+) -> None:
+    """The variant as a safe model folder (modelmill.modelfile): what the registry holds."""
+    from modelmill import modelfile
+
+    tensors, meta = package(module, arch, recipe)
+    meta.update(
+        kind="image",
+        classes=[str(c) for c in classes],
+        preprocessing=None,
+        input={"shape": [-1, 1, *arch.image_shape], "dtype": "float32"},
+        output="logits",
+    )
+    meta.pop("format")
+    modelfile.write(folder, tensors, meta)
+
+
 def save(path: str | Path, payload: bytes) -> int:
     """Write stored bytes (Variant.stored() / to_bytes) atomically; returns the size in bytes."""
     atomic_write_bytes(path, payload)

@@ -113,6 +113,21 @@ def test_registered_model_loads_back_and_predicts(first_run, shared_project):
     assert np.allclose(loaded.module(torch.from_numpy(x)).detach().numpy(), logits, atol=1e-6)
 
 
+def test_no_artifact_of_the_run_or_the_registry_is_a_pickle(first_run, shared_project):
+    """Every file in the MLflow artifact store (runs, logged models, registered versions) and in
+    Prefect's result storage: no pickle, no torch zip, none wrapped in gzip/zlib."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    from modelmill.artifact_scan import scan
+
+    artifacts = shared_project / "mlflow" / "artifacts"
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files) and any(p.name == "MLmodel" for p in files)
+    results = Path(PREFECT_LOCAL_STORAGE_PATH.value())
+    assert any(results.rglob("*")), "the cached train-evaluate-register result is persisted"
+    assert scan(artifacts) == [] and scan(results) == []
+
+
 def test_worse_challenger_does_not_take_champion(first_run, shared_project):
     worse = retrain(RetrainParams(project_dir=str(shared_project), epochs=1, learning_rate=1e-6))
     client = client_for(shared_project)
