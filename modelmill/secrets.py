@@ -50,10 +50,10 @@ def secret_fragments(value: str) -> list[str]:
     except ValueError:
         return [value]
     fragments = [parts.password or ""] + [v for _, v in parse_qsl(parts.query) if len(v) >= 4]
-    if parts.scheme.startswith("http") and len(parts.path) > 8:
-        fragments.append(parts.path)
+    if parts.scheme.startswith("http") and len(parts.path) > 8:  # a webhook's path is its token
+        fragments += [parts.path] + [seg for seg in parts.path.split("/") if len(seg) >= 8]
     # a value with a credential inside, or not a URL at all (a token): the whole value is secret
-    if not parts.scheme or not parts.netloc or any(fragments):
+    if "://" not in value or any(fragments):
         fragments.append(value)
     return [f for f in fragments if f]
 
