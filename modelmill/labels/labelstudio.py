@@ -9,12 +9,13 @@ not an export of this kind is refused as a whole (ExportFormatError).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,15 @@ class ParsedExport:
 class _Collector:
     """Accumulates rows column-wise (cheap for 10^5-10^6 rows) and counts what was left out."""
 
-    def __init__(self, path: str, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None):
+    def __init__(
+        self,
+        path: str,
+        cfg: LabelsConfig,
+        classes: Iterable[str],
+        known_ids: set[str] | None,
+        pseudonym: Callable[[str], str] | None = None,
+    ):
+        self.pseudonym = pseudonym
         self.path, self.cfg = path, cfg
         self.classes, self.known_ids = set(classes), known_ids
         self.rows: list[tuple] = []
@@ -106,6 +115,11 @@ class _Collector:
             self.skip(where, f"label '{label}' is not one of the classes", "label outside class set")
             return None
         return label
+
+    def identity(self, completed_by) -> str:
+        """The annotator as stored: their pseudonym when the import has a key (never an email)."""
+        raw = _annotator(completed_by)
+        return self.pseudonym(raw) if self.pseudonym and raw else raw
 
     def add(self, annotation, item_id, annotator, label, updated_at, preferred, status, task) -> None:
         self.rows.append((annotation, item_id, annotator, label, updated_at, preferred, status, task))
@@ -144,12 +158,17 @@ class _HashingReader(io.RawIOBase):
 
 
 def read_export(
-    path: str | Path, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None = None
+    path: str | Path,
+    cfg: LabelsConfig,
+    classes: Iterable[str],
+    known_ids: set[str] | None = None,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> ParsedExport:
-    """Parse one export file; raises ExportFormatError when the file as a whole is unusable."""
+    """Parse one export file; raises ExportFormatError when the file as a whole is unusable.
+    With `pseudonym` (modelmill.labels.pseudonyms), annotators are stored as pseudonyms."""
     path = Path(path)
     _check_file(path, cfg)
-    collector = _Collector(str(path), cfg, classes, known_ids)
+    collector = _Collector(str(path), cfg, classes, known_ids, pseudonym)
     with path.open("rb") as raw:
         reader = _HashingReader(raw)
         if path.suffix.lower() == ".csv":
@@ -266,7 +285,7 @@ def _full_task(task: dict, where: str, collector: _Collector) -> None:
 
 
 def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector: _Collector) -> None:
-    annotator = _annotator(ann.get("completed_by"))
+    annotator = collector.identity(ann.get("completed_by"))
     where = f"{where}, annotation {ann.get('id')}"
     status, review = USED, (_review(ann) if "reviews" in ann or "review" in ann else None)
     label = ""
@@ -317,7 +336,7 @@ def _choices(results: list, where: str, collector: _Collector) -> list | None:
                 return choices
         kind = f"'{result.get('type')}' results of '{result.get('from_name')}'"
         collector.other_kinds.setdefault(kind, where)
-    collector.ignored["no choice of '%s'" % cfg.from_name] += 1
+    collector.ignored[f"no choice of '{cfg.from_name}'"] += 1
     return None
 
 
@@ -352,7 +371,7 @@ def _min_row(row: dict, where: str, collector: _Collector) -> None:
     collector.row_tasks.add(str(row.get("id", where)))
     value = row.get(cfg.from_name)
     if value in (None, ""):
-        collector.ignored["no choice of '%s'" % cfg.from_name] += 1
+        collector.ignored[f"no choice of '{cfg.from_name}'"] += 1
         return
     if not collector.item_ok(row.get(cfg.item_id_field), where, 1):
         return
@@ -369,7 +388,7 @@ def _min_row(row: dict, where: str, collector: _Collector) -> None:
     label = collector.label_ok(choices, where)
     if label is None:
         return
-    annotator = _annotator(row.get("annotator"))
+    annotator = collector.identity(row.get("annotator"))
     collector.add(
         annotation=_key(row.get("annotation_id"), row.get("id"), annotator),
         item_id=str(row[cfg.item_id_field]),
@@ -394,7 +413,7 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
         for column in (collector.cfg.item_id_field, collector.cfg.from_name):
             if header and column not in header:
                 raise ExportFormatError(collector.path, "row 1 (header)", f"no column '{column}'")
-        for tasks, row in enumerate(_csv_rows(rows), start=1):
+        for tasks, row in enumerate(_csv_rows(rows), start=1):  # noqa: B007 - the count is returned
             _min_row(row, f"row {rows.line_num}", collector)
     except csv.Error as exc:
         raise ExportFormatError(collector.path, f"row {rows.line_num}", f"not valid CSV ({exc})") from None
@@ -407,8 +426,6 @@ def _csv_rows(rows: csv.DictReader) -> Iterator[dict]:
     for row in rows:
         for key, cell in row.items():
             if isinstance(cell, str) and cell[:1] in "[{":
-                try:
+                with contextlib.suppress(ValueError):
                     row[key] = json.loads(cell)
-                except ValueError:
-                    pass
         yield row

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -102,14 +102,19 @@ class ImportReport:
 
 
 def import_exports(
-    data_dir: str | Path, paths: Sequence[str | Path], cfg: LabelsConfig, write: bool = True
+    data_dir: str | Path,
+    paths: Sequence[str | Path],
+    cfg: LabelsConfig,
+    write: bool = True,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> ImportReport:
-    """Parse every export, resolve the touched items, and (when write) update data_dir."""
+    """Parse every export, resolve the touched items, and (when write) update data_dir; with
+    `pseudonym`, annotators are stored and reported by pseudonym (never an email)."""
     data_dir = Path(data_dir)
     dataset = load_dataset(data_dir)
     classes = dataset.schema.classes
     known = set(dataset.items[ID].astype(str))
-    parsed = _unique(read_export(p, cfg, classes, known) for p in paths)
+    parsed = _unique(read_export(p, cfg, classes, known, pseudonym) for p in paths)
     new_rows = pd.concat([p.annotations for p in parsed], ignore_index=True)
     old_ledger = load_ledger(data_dir)
     ledger, repeated, superseded = merge_ledger(old_ledger, new_rows)
@@ -144,8 +149,10 @@ def merge_ledger(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, in
     """
     new = new.drop_duplicates(["annotation", *_CONTENT])
     key = ["annotation", *_CONTENT]
-    known = set(zip(*(old[c].tolist() for c in key))) if len(old) else set()
-    is_repeat = np.fromiter((row in known for row in zip(*(new[c].tolist() for c in key))), bool, len(new))
+    known = set(zip(*(old[c].tolist() for c in key), strict=True)) if len(old) else set()
+    is_repeat = np.fromiter(
+        (row in known for row in zip(*(new[c].tolist() for c in key), strict=True)), bool, len(new)
+    )
     fresh = new[~is_repeat]
     combined = pd.concat([old.assign(_new=0), fresh.assign(_new=1)], ignore_index=True)
     combined = combined.sort_values(["annotation", "updated_at", "_new"], kind="stable")
@@ -167,8 +174,8 @@ def merge_labels(
 ) -> tuple[pd.DataFrame, dict]:
     """Canonical labels with resolved items set; unchanged labels keep their row and source."""
     ids, names, sources = labels[ID].tolist(), labels[LABEL].tolist(), labels[SOURCE].tolist()
-    current = dict(zip(ids, names))
-    decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist()))
+    current = dict(zip(ids, names, strict=True))
+    decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist(), strict=True))
     added = sorted(i for i in decided if i not in current)
     changed = {i: label for i, label in decided.items() if i in current and current[i] != label}
     counts = {
@@ -207,8 +214,8 @@ def provenance(votes: pd.DataFrame) -> pd.Series:
     items, keys = ordered[ID].tolist(), ordered["annotation"].tolist()
     stamps, exports = ordered["updated_at"].tolist(), ordered["export"].tolist()
     out = {}
-    for item, rows in groupby(range(len(items)), key=items.__getitem__):
-        rows = list(rows)
+    for item, group in groupby(range(len(items)), key=items.__getitem__):
+        rows = list(group)
         latest = max(rows, key=lambda r: (stamps[r], keys[r]))
         annotation_set = hashlib.sha256("\n".join(keys[r] for r in rows).encode()).hexdigest()[:12]
         out[item] = f"{SOURCE_PREFIX}:{exports[latest][:12]}/{annotation_set}"
