@@ -30,6 +30,7 @@ from modelmill.config import LabelsConfig
 from modelmill.data import ID, LABEL, LABELS_FILE, SOURCE, atomic_write_bytes, load_dataset
 from modelmill.labels.consensus import LOW, TIE, Resolution, resolve, strategy_named
 from modelmill.labels.labelstudio import COLUMNS, USED, ParsedExport, read_export
+from modelmill.labels.pseudonyms import scrubbed
 
 LEDGER_FILE = "annotations.parquet"
 EXPORTS_DIR = "exports"
@@ -123,7 +124,7 @@ def import_exports(
     labels, counts = merge_labels(dataset.labels, resolution.labeled, votes)
     report = _report(parsed, resolution, repeated, superseded, counts)
     if write:
-        report.written = _write(data_dir, parsed, ledger, old_ledger, labels, dataset.labels)
+        report.written = _write(data_dir, parsed, ledger, old_ledger, labels, dataset.labels, pseudonym)
     return report
 
 
@@ -262,12 +263,13 @@ def _write(
     old_ledger: pd.DataFrame,
     labels: pd.DataFrame,
     old_labels: pd.DataFrame,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> list[str]:
     written = []
     for export in parsed:
         target = archive_path(data_dir, export)
         if not target.exists():
-            _atomic_copy(Path(export.path), target)
+            _atomic_copy(Path(export.path), target, pseudonym)
             written.append(str(target.relative_to(data_dir)))
     if not _same(ledger, old_ledger):
         atomic_write_bytes(data_dir / LEDGER_FILE, parquet_bytes(ledger))
@@ -296,12 +298,16 @@ def archive_path(data_dir: Path, export: ParsedExport) -> Path:
     return data_dir / EXPORTS_DIR / f"{export.sha256}{suffix}"
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
+def _atomic_copy(source: Path, target: Path, pseudonym: Callable[[str], str] | None = None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+            if pseudonym is None:
+                shutil.copyfileobj(src, out, 1 << 20)
+            else:  # the archived copy keeps no email either
+                for block in scrubbed(src, pseudonym):
+                    out.write(block)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from modelmill.errors import ConfigError
 
@@ -17,6 +19,7 @@ KEY_BYTES = 32
 PREFIX = "ann-"
 
 Pseudonym = Callable[[str], str]
+EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 def load_key(path: str | Path) -> bytes:
@@ -55,3 +58,23 @@ def pseudonymizer(key: bytes) -> Pseudonym:
         return PREFIX + digest[:16]
 
     return pseudonym
+
+
+def scrubbed(source: BinaryIO, pseudonym: Pseudonym, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of an export with every email replaced by its pseudonym (the archived copy);
+    chunks are cut after a quote, comma or newline, which no email contains."""
+    carry = b""
+    while block := source.read(chunk):
+        data = carry + block
+        cut = max(data.rfind(b'"'), data.rfind(b","), data.rfind(b"\n")) + 1
+        if cut == 0 and len(data) < 16 * chunk:
+            carry = data
+            continue
+        cut = cut or len(data)
+        carry = data[cut:]
+        yield _replace(data[:cut], pseudonym)
+    yield _replace(carry, pseudonym)
+
+
+def _replace(data: bytes, pseudonym: Pseudonym) -> bytes:
+    return EMAIL.sub(lambda m: pseudonym(m.group().decode()).encode(), data)

@@ -57,5 +57,18 @@ def test_no_email_is_stored_or_reported_and_dawid_skene_sees_three_annotators(da
     assert set(report.resolution.annotator_reliability) == expected
     ledger = load_ledger(data_dir)
     assert set(ledger["annotator"]) == expected
-    stored = (data_dir / "annotations.parquet").read_bytes() + json.dumps(report.rows()).encode()
+    archived = b"".join(p.read_bytes() for p in (data_dir / "exports").iterdir())
+    assert name("a1@example.com").encode() in archived  # the archived export is scrubbed too
+    stored = archived + (data_dir / "annotations.parquet").read_bytes() + json.dumps(report.rows()).encode()
     assert b"@example.com" not in stored and b"EXAMPLE.COM" not in stored
+
+
+def test_scrubbing_survives_chunk_boundaries(key):
+    import io
+
+    from modelmill.labels.pseudonyms import scrubbed
+
+    name = pseudonymizer(key)
+    text = b'[{"annotator": "someone.long@example.com", "x": 1},' * 500
+    out = b"".join(scrubbed(io.BytesIO(text), name, chunk=7))
+    assert b"@" not in out and out.count(name("someone.long@example.com").encode()) == 500
