@@ -101,12 +101,14 @@ def _create_artifact(flow_run_id, markdown: str) -> None:
 
 def _webhook_url(parameters: dict) -> str | None:
     """ops.alert_webhook_url of the run's configuration (the flow's project_dir/config parameters)."""
-    from modelmill.config import load_settings
+    from modelmill.config import load_project_settings
 
     params = parameters.get("params") or {}
     params = params if isinstance(params, dict) else params.model_dump()
-    path = Path(params.get("project_dir", "."), params.get("config", "params.yaml"))
-    url = load_settings(path if path.exists() else None).ops.alert_webhook_url
+    project_dir, config = params.get("project_dir", "."), params.get("config", "params.yaml")
+    if not Path(project_dir, config).exists():
+        config = "params.yaml"  # the run failed on its config: alert with the project's defaults
+    url = load_project_settings(project_dir, config).ops.alert_webhook_url
     return url.get_secret_value() if url is not None else None
 
 

@@ -59,14 +59,10 @@ def test_redact_masks_every_fragment_in_free_text(settings):
     )
 
 
-def test_the_run_fingerprint_hashes_the_masked_form(settings, tmp_path):
+def test_the_run_fingerprint_hashes_the_masked_form(settings):
     from tasks.reuse import run_fingerprint
 
     other = settings.override({"tune.storage": PLANTED["tune.storage"].replace(PASSWORD, "rotated")})
-    assert run_fingerprint(str(tmp_path), settings, "v1", "c") == run_fingerprint(
-        str(tmp_path), other, "v1", "c"
-    )
+    assert run_fingerprint(settings, "v1", "c") == run_fingerprint(other, "v1", "c")
     wider = settings.override({"train.epochs": 7})
-    assert run_fingerprint(str(tmp_path), settings, "v1", "c") != run_fingerprint(
-        str(tmp_path), wider, "v1", "c"
-    )
+    assert run_fingerprint(settings, "v1", "c") != run_fingerprint(wider, "v1", "c")
