@@ -161,8 +161,8 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
     classes = list(dataset.schema.classes)
     print("\ndistillation sweep (student trained with the same train config; alpha=0 is plain CE):")
     print(
-        f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} "
-        f"{'size x':>7s} {'acc':>7s} {'d_acc':>7s}"
+        f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} {'size x':>7s} "
+        f"{'acc':>7s} {'d_acc':>7s}"
     )
     grid = itertools.product(SWEEP["width_hidden"], SWEEP["temperature"], SWEEP["alpha"])
     plain = [((w, h), 1.0, 0.0) for w, h in SWEEP["width_hidden"]]

@@ -15,6 +15,7 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -40,7 +41,7 @@ class Architecture:
     def build(self) -> nn.Module:
         return build_model(self.image_shape, self.num_classes, self.model).eval()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "image_shape": list(self.image_shape),
             "num_classes": self.num_classes,
@@ -48,15 +49,20 @@ class Architecture:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Architecture:
-        return cls(tuple(raw["image_shape"]), int(raw["num_classes"]), ModelConfig(**raw["model"]))
+    def from_dict(cls, raw: dict[str, Any]) -> Architecture:
+        return cls(
+            cast(tuple[int, int], tuple(raw["image_shape"])),
+            int(raw["num_classes"]),
+            ModelConfig(**raw["model"]),
+        )
 
 
 def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architecture:
     """Read the ModelConfig back from a float ConvNet (a champion loaded from the registry)."""
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
-    dropouts = [m for m in model.classifier if isinstance(m, nn.Dropout)]
+    features, classifier = cast(nn.Sequential, model.features), cast(nn.Sequential, model.classifier)
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
+    linears = [m for m in classifier if isinstance(m, nn.Linear)]
+    dropouts = [m for m in classifier if isinstance(m, nn.Dropout)]
     if not convs or len(linears) != 2:
         raise CompressionError(f"{type(model).__name__}: not a modelmill ConvNet (conv blocks + 2 linear)")
     cfg = ModelConfig(
@@ -65,7 +71,7 @@ def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architect
         hidden=linears[0].out_features,
         dropout=dropouts[0].p if dropouts else 0.0,
     )
-    return Architecture(tuple(image_shape), linears[1].out_features, cfg)
+    return Architecture(cast(tuple[int, int], tuple(image_shape)), linears[1].out_features, cfg)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,9 @@ def to_bytes(module: nn.Module, arch: Architecture, recipe: Recipe) -> bytes:
     return zlib.compress(dump_safetensors(tensors, metadata={"modelmill": json.dumps(meta)}), 9)
 
 
-def package(module: nn.Module, arch: Architecture, recipe: Recipe) -> tuple[dict[str, torch.Tensor], dict]:
+def package(
+    module: nn.Module, arch: Architecture, recipe: Recipe
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Plain tensors + the JSON that rebuilds the variant (modelmill.modelfile's `meta`)."""
     tensors, layout = encode_state(module.state_dict())
     meta = {
@@ -96,7 +104,7 @@ def package(module: nn.Module, arch: Architecture, recipe: Recipe) -> tuple[dict
     return tensors, meta
 
 
-def _spec_or_arch(module: nn.Module, arch: Architecture) -> dict:
+def _spec_or_arch(module: nn.Module, arch: Architecture) -> dict[str, Any]:
     try:
         return spec_of(module)
     except ValueError:  # quantized modules (FX GraphModules) do not keep the attribute
@@ -136,7 +144,7 @@ def from_bytes(
     return module, Architecture.from_dict(meta["architecture"]), Recipe(**meta["recipe"])
 
 
-def rebuild(meta: dict, tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
+def rebuild(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
     """The variant a package describes: float module, recipe applied, decoded state loaded."""
     try:
         arch, recipe = Architecture.from_dict(meta["architecture"]), Recipe(**meta["recipe"])
@@ -150,7 +158,7 @@ def rebuild(meta: dict, tensors: dict[str, torch.Tensor], source: str) -> nn.Mod
 # --- state dicts with quantized entries as plain tensors + JSON ----------------------------
 
 
-def encode_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def encode_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors safetensors can hold + a JSON layout: quantized tensors as int8/uint8/int32 with
     their scale(s) and zero point(s), packed params as tuples, dtypes by name."""
     tensors: dict[str, torch.Tensor] = {}
@@ -160,7 +168,7 @@ def encode_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, {"entries": entries, "versions": versions}
 
 
-def _encode(key: str, value, tensors: dict[str, torch.Tensor]):
+def _encode(key: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if value is None:
         return None
     if isinstance(value, torch.dtype):
@@ -181,7 +189,7 @@ def _encode(key: str, value, tensors: dict[str, torch.Tensor]):
     return {"qtensor": key, "axis": int(value.q_per_channel_axis())}
 
 
-def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
+def decode_state(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, Any]:
     from collections import OrderedDict
 
     state = OrderedDict((key, _decode(entry, tensors)) for key, entry in layout["entries"].items())
@@ -192,7 +200,7 @@ def decode_state(tensors: dict[str, torch.Tensor], layout: dict) -> dict:
 _QDTYPES = {"qint8": torch.qint8, "quint8": torch.quint8, "qint32": torch.qint32, "float16": torch.float16}
 
 
-def _decode(entry, tensors: dict[str, torch.Tensor]):
+def _decode(entry: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if entry is None:
         return None
     if "dtype" in entry:
@@ -219,7 +227,7 @@ def apply_recipe(
         raise CompressionError(f"recipe.quantization: unknown '{recipe.quantization}'")
     module = copy.deepcopy(module).cpu().eval()
     if recipe.quantization == "dynamic_int8":
-        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+        return cast(nn.Module, torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8))
     if recipe.quantization == "static_int8":
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx

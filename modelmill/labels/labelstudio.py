@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pandas as pd
 
@@ -57,8 +58,8 @@ class ParsedExport:
     format: str
     tasks: int = 0
     annotations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
-    ignored: Counter = field(default_factory=Counter)
-    skipped: Counter = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     problems: list[RowProblem] = field(default_factory=list)
     predictions: int = 0
     drafts: int = 0
@@ -82,20 +83,20 @@ class _Collector:
         self.pseudonym = pseudonym
         self.path, self.cfg = path, cfg
         self.classes, self.known_ids = set(classes), known_ids
-        self.rows: list[tuple] = []
-        self.ignored: Counter = Counter()
-        self.skipped: Counter = Counter()
+        self.rows: list[tuple[str, str, str, str, str, bool, str, str]] = []
+        self.ignored: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
         self.problems: list[RowProblem] = []
         self.other_kinds: dict[str, str] = {}  # result kind -> first place seen
         self.predictions = self.drafts = 0
-        self.row_tasks: set = set()  # JSON-MIN and CSV: one row per annotation; count distinct tasks
+        self.row_tasks: set[str] = set()  # JSON-MIN and CSV: one row per annotation; count distinct tasks
 
     def skip(self, where: str, reason: str, kind: str, count: int = 1) -> None:
         self.skipped[kind] += count
         if len(self.problems) < PROBLEMS_KEPT:
             self.problems.append(RowProblem(self.path, where, reason))
 
-    def item_ok(self, item_id, where: str, annotations: int) -> bool:
+    def item_ok(self, item_id: Any, where: str, annotations: int) -> bool:
         if annotations == 0:
             return True
         if item_id is None or item_id == "":
@@ -106,7 +107,7 @@ class _Collector:
             return False
         return True
 
-    def label_ok(self, choices, where: str) -> str | None:
+    def label_ok(self, choices: list[Any], where: str) -> str | None:
         if len(choices) != 1:
             self.skip(where, f"{len(choices)} choices {choices!r}; expected exactly one", "several choices")
             return None
@@ -116,12 +117,22 @@ class _Collector:
             return None
         return label
 
-    def identity(self, completed_by) -> str:
+    def identity(self, completed_by: object) -> str:
         """The annotator as stored: their pseudonym when the import has a key (never an email)."""
         raw = _annotator(completed_by)
         return self.pseudonym(raw) if self.pseudonym and raw else raw
 
-    def add(self, annotation, item_id, annotator, label, updated_at, preferred, status, task) -> None:
+    def add(
+        self,
+        annotation: str,
+        item_id: str,
+        annotator: str,
+        label: str,
+        updated_at: str,
+        preferred: bool,
+        status: str,
+        task: str,
+    ) -> None:
         self.rows.append((annotation, item_id, annotator, label, updated_at, preferred, status, task))
 
     def frame(self, sha256: str) -> pd.DataFrame:
@@ -134,13 +145,13 @@ class _Collector:
 class _HashingReader(io.RawIOBase):
     """A binary file wrapper that hashes what is read, so the export is read once."""
 
-    def __init__(self, raw):
+    def __init__(self, raw: BinaryIO) -> None:
         self.raw, self.digest = raw, hashlib.sha256()
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         data = self.raw.read(len(buffer))
         self.digest.update(data)
         buffer[: len(data)] = data
@@ -266,7 +277,7 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
     return kind, tasks
 
 
-def _full_task(task: dict, where: str, collector: _Collector) -> None:
+def _full_task(task: dict[str, Any], where: str, collector: _Collector) -> None:
     data = task.get("data")
     if not isinstance(data, dict):
         raise ExportFormatError(collector.path, where, "task has no 'data' object")
@@ -284,7 +295,9 @@ def _full_task(task: dict, where: str, collector: _Collector) -> None:
             collector.skip(where, "annotation is not an object", "malformed annotation")
 
 
-def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector: _Collector) -> None:
+def _full_annotation(
+    ann: dict[str, Any], item_id: str, task: dict[str, Any], where: str, collector: _Collector
+) -> None:
     annotator = collector.identity(ann.get("completed_by"))
     where = f"{where}, annotation {ann.get('id')}"
     status, review = USED, (_review(ann) if "reviews" in ann or "review" in ann else None)
@@ -297,9 +310,10 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
         choices = _choices(_list(ann, "result", where, collector), where, collector)
         if choices is None:
             return
-        label = collector.label_ok(choices, where)
-        if label is None:
+        chosen = collector.label_ok(choices, where)
+        if chosen is None:
             return
+        label = chosen
     if status != USED:
         collector.ignored["cancelled" if status == CANCELLED else "rejected in review"] += 1
     collector.add(
@@ -314,7 +328,7 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
     )
 
 
-def _list(obj: dict, key: str, where: str, collector: _Collector) -> list:
+def _list(obj: dict[str, Any], key: str, where: str, collector: _Collector) -> list[Any]:
     value = obj.get(key)
     if value is None:
         return []
@@ -323,7 +337,7 @@ def _list(obj: dict, key: str, where: str, collector: _Collector) -> list:
     return value
 
 
-def _choices(results: list, where: str, collector: _Collector) -> list | None:
+def _choices(results: list[Any], where: str, collector: _Collector) -> list[Any] | None:
     """The choices of the configured from_name, or None (ignored, other kinds remembered)."""
     cfg = collector.cfg
     for result in results:
@@ -340,7 +354,7 @@ def _choices(results: list, where: str, collector: _Collector) -> list | None:
     return None
 
 
-def _review(ann: dict) -> bool | None:
+def _review(ann: dict[str, Any]) -> bool | None:
     """True when the latest review accepted the annotation, False when it rejected it."""
     reviews = ann.get("reviews") or ([ann["review"]] if isinstance(ann.get("review"), dict) else [])
     reviews = reviews if isinstance(reviews, list) else []
@@ -348,23 +362,23 @@ def _review(ann: dict) -> bool | None:
     if not reviews:
         return None
     latest = max(reviews, key=lambda r: str(r.get("updated_at") or r.get("created_at") or ""))
-    return latest["accepted"]
+    return cast(bool, latest["accepted"])
 
 
-def _annotator(completed_by) -> str:
+def _annotator(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
         completed_by = completed_by.get("id", completed_by.get("email"))
     return "" if completed_by is None else str(completed_by)
 
 
-def _key(annotation_id, task_id, annotator: str) -> str:
+def _key(annotation_id: Any, task_id: Any, annotator: str) -> str:
     """Annotation ids are unique within a Label Studio instance; without one, task + annotator."""
     if annotation_id not in (None, ""):
         return str(annotation_id)
     return f"task{task_id}/{annotator or '?'}"
 
 
-def _min_row(row: dict, where: str, collector: _Collector) -> None:
+def _min_row(row: dict[str, Any], where: str, collector: _Collector) -> None:
     """One JSON-MIN (or CSV) row: task data fields flattened, one annotation per row."""
     cfg = collector.cfg
     where = f"{where} (id {row.get('id')})"
@@ -413,7 +427,8 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
         for column in (collector.cfg.item_id_field, collector.cfg.from_name):
             if header and column not in header:
                 raise ExportFormatError(collector.path, "row 1 (header)", f"no column '{column}'")
-        for tasks, row in enumerate(_csv_rows(rows), start=1):  # noqa: B007 - the count is returned
+        for row in _csv_rows(rows):
+            tasks += 1
             _min_row(row, f"row {rows.line_num}", collector)
     except csv.Error as exc:
         raise ExportFormatError(collector.path, f"row {rows.line_num}", f"not valid CSV ({exc})") from None
@@ -422,7 +437,7 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
     return tasks
 
 
-def _csv_rows(rows: csv.DictReader) -> Iterator[dict]:
+def _csv_rows(rows: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
     for row in rows:
         for key, cell in row.items():
             if isinstance(cell, str) and cell[:1] in "[{":
