@@ -145,11 +145,12 @@ def open_dashboard(settings, project_dir: str, port: int) -> int:
     """optuna-dashboard on 127.0.0.1 over the study storage (blocks; Ctrl-C stops it)."""
     import optuna_dashboard
 
+    from modelmill.secrets import mask_url
     from modelmill.tuning import create_schema, resolve_storage_url
 
-    url = resolve_storage_url(settings.tune.storage, project_dir)
+    url = resolve_storage_url(settings.tune.storage.get_secret_value(), project_dir)
     create_schema(url, settings.tune)
-    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {url} (Ctrl-C stops it)")
+    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {mask_url(url)} (Ctrl-C stops it)")
     optuna_dashboard.run_server(url, host="127.0.0.1", port=port)
     return 0
 
@@ -389,12 +390,13 @@ def ui(
     port: int = typer.Option(5000, help="port on 127.0.0.1"),
 ) -> None:
     """Open the MLflow UI over the project's tracking store (127.0.0.1 only)."""
+    from modelmill.secrets import mask_url
     from tasks.tracking import tracking_uri
 
     settings = _settings(project_dir, config)
     uri = tracking_uri(settings, project_dir)
     artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {mask_url(uri)} (Ctrl-C stops it)")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [
         sys.executable,

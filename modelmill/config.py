@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelmill.errors import ConfigError
+from modelmill.secrets import mask_bearer_url, mask_url, redact
+
+REVEAL = {"reveal_secrets": True}  # serialization context that dumps secrets in clear (handoffs only)
+
+
+def _masking(mask: Callable[[str], str]) -> PlainSerializer:
+    def serialize(value: SecretStr, info: SerializationInfo) -> str:
+        raw = value.get_secret_value()
+        return raw if (info.context or {}).get("reveal_secrets") else mask(raw)
+
+    return PlainSerializer(serialize, return_type=str, when_used="always")
+
+
+# credentials: kept as SecretStr (repr masked), dumped masked everywhere unless REVEAL is passed
+SecretUrl = Annotated[SecretStr, _masking(mask_url)]  # password / query values hidden
+BearerUrl = Annotated[SecretStr, _masking(mask_bearer_url)]  # the path is the credential
 
 
 class _Section(BaseModel):
@@ -96,14 +122,15 @@ class RegistryConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: str = "sqlite:///mlflow/mlflow.db"
+    uri: SecretUrl = SecretStr("sqlite:///mlflow/mlflow.db")
     artifacts_dir: str = "mlflow/artifacts"
     experiment: str = "modelmill"
 
     @field_validator("uri")
     @classmethod
-    def _no_file_store(cls, value: str) -> str:
-        if value.startswith("file:") or "://" not in value:
+    def _no_file_store(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.startswith("file:") or "://" not in raw:
             raise ValueError("tracking.uri must be a database or server URI (sqlite:///..., http://...)")
         return value
 
@@ -211,7 +238,7 @@ class TuneConfig(_Section):
     trials: int = Field(30, ge=0, description="trials in the study in total (resumes count); 0 = off")
     timeout: float | None = Field(None, gt=0, description="seconds for this invocation")
     workers: int = Field(1, ge=1, description="trials run at once (processes)")
-    storage: str = Field("sqlite:///optuna/optuna.db", description="Optuna RDB storage URL")
+    storage: SecretUrl = Field(SecretStr("sqlite:///optuna/optuna.db"), description="Optuna RDB storage URL")
     study_prefix: str = "modelmill"
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     epochs: int = Field(20, ge=1, description="epochs cap per trial (Hyperband max resource)")
@@ -233,8 +260,8 @@ class TuneConfig(_Section):
 
     @field_validator("storage")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        if "://" not in value:
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        if "://" not in value.get_secret_value():
             raise ValueError(
                 "tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)"
             )
@@ -284,7 +311,7 @@ def _config_section(key: str) -> tuple[type[BaseModel], str]:
 
 class OpsConfig(_Section):
     timezone: str = Field("UTC", description="IANA timezone of the nightly-retrain cron schedule")
-    alert_webhook_url: str | None = Field(
+    alert_webhook_url: BearerUrl | None = Field(
         None, description="POSTed a JSON failure summary when a flow run fails"
     )
     skip_unchanged: bool = Field(
@@ -307,12 +334,25 @@ class Settings(_Section):
     ops: OpsConfig = OpsConfig()
 
     def flat(self) -> dict[str, Any]:
-        """The resolved configuration as dotted keys (for MLflow params)."""
+        """The resolved configuration as dotted keys, secrets masked (for MLflow params)."""
         return dict(_flatten(self.model_dump(mode="json")))
+
+    def private_json(self) -> str:
+        """JSON with the secrets in clear: only for handing the settings to a worker process."""
+        return self.model_dump_json(context=REVEAL)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear (to redact them from free text)."""
+        values = [self.tracking.uri, self.tune.storage, self.ops.alert_webhook_url]
+        return [v.get_secret_value() for v in values if v is not None]
+
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret masked (log lines, error messages, CLI output)."""
+        return redact(text, self.secret_values())
 
     def override(self, overrides: dict[str, Any]) -> Settings:
         """A copy with dotted-key overrides applied (`{"train.epochs": 2}`); None values skipped."""
-        tree = self.model_dump(mode="json")
+        tree = self.model_dump(mode="json", context=REVEAL)
         for dotted, value in overrides.items():
             if value is None:
                 continue

@@ -33,6 +33,11 @@ class CompressionError(ModelmillError):
     """A model cannot be compressed, stored or loaded as configured (names the file or key)."""
 
 
+class UnsafeModelError(ModelmillError):
+    """A model folder or registry version is refused before anything in it is loaded (names the
+    version or folder and the file)."""
+
+
 class ExportFormatError(ModelmillError):
     """A label export cannot be imported; names the file, the task/row and the problem."""
 

@@ -31,6 +31,7 @@ from modelmill.config import SearchParam, Settings, TuneConfig
 from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, fit_splits, load_dataset, read_schema
 from modelmill.errors import ConfigError, TuningError
 from modelmill.kinds import default_model, kind_of
+from modelmill.secrets import mask_url, redact
 from modelmill.split import split_frame
 from modelmill.training import EpochMetrics, train
 
@@ -136,7 +137,8 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # bad URL, missing driver, server down
-        raise TuningError(f"tune.storage: cannot open Optuna storage '{url}' ({exc})") from None
+        reason = redact(str(exc), [url])
+        raise TuningError(f"tune.storage: cannot open Optuna storage '{mask_url(url)}' ({reason})") from None
 
 
 @contextmanager
@@ -367,11 +369,11 @@ def tune(
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")
-    url = resolve_storage_url(cfg.storage, root)
+    url = resolve_storage_url(cfg.storage.get_secret_value(), root)
     name = study_name(cfg, data_version)
     started = time.perf_counter()
     prepare_study(cfg, name, url)
-    payload = settings.model_dump_json()
+    payload = settings.private_json()  # the workers need the storage password
     if cfg.workers == 1:
         run_worker(payload, name, url, 0, callbacks)
     else:

@@ -15,9 +15,9 @@ from modelmill.compression import (
     markdown,
     planned_variants,
     plot_size_vs_accuracy,
-    save,
     table,
 )
+from modelmill.compression.storage import save_folder
 from modelmill.errors import CompressionError
 from tasks import progress
 from tasks.context import Lineage, RunContext
@@ -92,8 +92,8 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "table": frame.to_dict(orient="records"),
     }
     if chosen is not None:
-        path = Path(ctx.work_dir, f"{chosen.name}.mmz")
-        save(path, chosen.stored())
+        path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes))
         out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(
@@ -166,24 +166,17 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
-    from tasks import compressed_model
-    from tasks.compressed_model import ARTIFACT, CompressedClassifier
+    from tasks.modelstore import log_folder
 
     chosen, source = result["chosen"], result["source"]
     if chosen is None:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
-    tracker, probe, example = ctx.tracker(), CompressedClassifier(), splits.xy("test")[0][:4].numpy()
-    probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
-    model_uri = tracker.log_pyfunc_model(
-        compressed_model.__file__,
-        {ARTIFACT: chosen["path"]},
-        example,
-        probe.predict(None, example),
-        name="compressed_model",
-    )
+    tracker, example = ctx.tracker(), splits.xy("test")[0][:4].numpy()
+    model_uri, manifest_tags = log_folder(tracker, chosen["path"], example, name="compressed_model")
     name = source["name"] + ctx.settings.compress.registered_suffix
-    version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))
+    tags = {**_version_tags(chosen, source, lineage, ctx.run_id), **manifest_tags}
+    version = mlflow.register_model(model_uri, name, tags=tags)
     if source["is_champion"]:
         tracker.client.set_registered_model_alias(name, CHAMPION, version.version)
     tracker.set_tags({"compressed_model": name, "compressed_version": version.version})
@@ -223,13 +216,6 @@ def _version_tags(chosen: dict, source: dict, lineage: Lineage, run_id: str) -> 
         "mlflow_run_id": run_id,
         **{k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in figures.items()},
     }
-
-
-class _Artifacts:
-    """The one attribute of mlflow's PythonModelContext that CompressedClassifier reads."""
-
-    def __init__(self, artifacts: dict[str, str]):
-        self.artifacts = artifacts
 
 
 @stage("compress-summary")

@@ -21,6 +21,7 @@ from modelmill.labels import (
     write_labeling_config,
     write_tasks,
 )
+from modelmill.labels.pseudonyms import load_key, pseudonymizer
 from tasks.data import push_data, version_data
 from tasks.progress import stage
 from tasks.tracking import Tracker
@@ -39,11 +40,17 @@ def inbox_exports(project_dir: str | Path, settings: Settings) -> list[str]:
     return [str(p) for p in candidates if file_sha256(p) not in done]
 
 
+ANNOTATOR_KEY_FILE = ".modelmill/annotator.key"
+
+
 @stage("import-label-exports")
 def merge_exports(project_dir: str, settings: Settings, paths: list[str]) -> ImportReport:
     """Parse, resolve and merge the exports into data/ (no retries: a bad export stays bad)."""
     logger = get_run_logger()
-    report = import_exports(Path(project_dir, settings.data.dir), paths, settings.labels)
+    key = load_key(Path(project_dir, ANNOTATOR_KEY_FILE))  # out of git: .modelmill/ is ignored
+    report = import_exports(
+        Path(project_dir, settings.data.dir), paths, settings.labels, pseudonym=pseudonymizer(key)
+    )
     for problem in report.problems[:20]:
         logger.warning("skipped: %s", problem)
     logger.info(

@@ -8,8 +8,8 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from modelmill.gate import GateDecision
-from tasks.checkpoint import load_checkpoint
 from tasks.context import Lineage, RunContext
+from tasks.modelstore import log_folder
 from tasks.progress import stage
 from tasks.split import SplitRef
 
@@ -37,9 +37,11 @@ def alias_version(client: Any, name: str, alias: str) -> Any:
 
 
 def load_version(name: str, version: str) -> Any:
-    import mlflow.pytorch
+    """The module of a registered version, verified first (tasks.modelstore.load_verified)."""
+    from mlflow import MlflowClient
+    from tasks.modelstore import load_verified
 
-    return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu").eval()
+    return load_verified(MlflowClient(), name, version).module
 
 
 @stage("register", retries=2, retry_delay_seconds=3)
@@ -52,11 +54,12 @@ def register(
     logger, tracker = get_run_logger(), ctx.tracker()
     name = ctx.settings.registry.model_name
     input_example = splits.xy("test")[0][:4].numpy()
-    model_uri = tracker.log_pytorch_model(load_checkpoint(checkpoint), input_example)
+    model_uri, manifest_tags = log_folder(tracker, checkpoint, input_example)  # safe format + manifest
     tags = lineage.tags(
         gate="promoted" if decision.promote else "rejected",
         mlflow_run_id=ctx.run_id,
         **{f"test_{decision.metric}": f"{decision.challenger:.6f}"},
+        **manifest_tags,
     )
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client = tracker.client

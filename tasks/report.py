@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
+from modelmill.secrets import without_userinfo
 from tasks.context import RunContext
 from tasks.progress import stage
 from tasks.tracking import tracking_uri
@@ -21,7 +22,7 @@ METRICS = (
 
 
 def ui_link(ctx: RunContext, path: str) -> str:
-    uri = tracking_uri(ctx.settings, ctx.project_dir)
+    uri = without_userinfo(tracking_uri(ctx.settings, ctx.project_dir))
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base}/{path}"
 

@@ -54,4 +54,4 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
-    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"))
+    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema)
