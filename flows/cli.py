@@ -189,19 +189,21 @@ def data_bootstrap(
     force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
 ) -> None:
     """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
-    from modelmill.data import bootstrap, missing_files
+    from modelmill.data import missing_files
     from modelmill.errors import ModelmillError
-    from tasks.data import version_data
+    from modelmill.lock import project_lock
+    from tasks.data import bootstrap_data, version_data
 
     try:
         settings = _settings(project_dir, config, {"data.source": source})
         data_dir = Path(project_dir, settings.data.dir)
-        if missing_files(data_dir) or force:
-            typer.echo(f"writing {settings.data.source} into {data_dir} ...")
-            bootstrap(data_dir, settings.data.source)
-        else:
-            typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
-        version = version_data(project_dir, settings, "data bootstrap")
+        with project_lock(project_dir, "data bootstrap", settings.data.lock_timeout):
+            if missing_files(data_dir) or force:
+                typer.echo(f"writing {settings.data.source} into {data_dir} ...")
+                version = bootstrap_data(project_dir, settings)
+            else:
+                typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
+                version = version_data(project_dir, settings, "data bootstrap")
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(f"data version {version} ({settings.data.dir}.dvc)")

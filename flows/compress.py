@@ -9,6 +9,7 @@ from modelmill.config import Settings, load_settings
 from tasks.compress import compress_model, publish_compression_summary, register_compressed, resolve_source
 from tasks.context import RunContext, close_run, git_commit, open_run
 from tasks.data import sync_data
+from tasks.writers import writer
 
 
 class CompressParams(BaseModel):
@@ -47,6 +48,12 @@ def compress_registered(ctx: RunContext, model_ref: str, lineage: dict[str, str]
 
 @flow(name="compress", log_prints=True)
 def compress(params: CompressParams = CompressParams()) -> dict:
+    project_dir = str(Path(params.project_dir).resolve())
+    with writer(project_dir, params.settings(), "compress"):  # data/ sync and the -compressed champion
+        return _compress(params)
+
+
+def _compress(params: CompressParams) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
     lineage = {
         "git_commit": git_commit(project_dir),

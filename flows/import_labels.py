@@ -11,6 +11,7 @@ from tasks.context import git_commit
 from tasks.data import sync_data
 from tasks.labels import inbox_exports, merge_exports, new_data_version, publish_import
 from tasks.tracking import Tracker
+from tasks.writers import writer
 
 
 class ImportLabelsParams(BaseModel):
@@ -41,6 +42,12 @@ class ImportLabelsParams(BaseModel):
 
 @flow(name="import-labels", log_prints=True)
 def import_labels(params: ImportLabelsParams = ImportLabelsParams()) -> dict:
+    project_dir = str(Path(params.project_dir).resolve())
+    with writer(project_dir, params.settings(), "import-labels"):
+        return _import_labels(params)
+
+
+def _import_labels(params: ImportLabelsParams) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
     # relative paths are relative to the project (the CLI passes absolute ones)
     paths = [str(Path(project_dir, p).resolve()) for p in params.paths] or inbox_exports(

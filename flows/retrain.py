@@ -21,6 +21,7 @@ from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fi
 from tasks.train import train_challenger
 from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
+from tasks.writers import writer
 
 
 def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
@@ -64,6 +65,12 @@ def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -
 
 @flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
 def retrain(params: RetrainParams = RetrainParams()) -> dict:
+    project_dir = str(Path(params.project_dir).resolve())
+    with writer(project_dir, params.settings(), "retrain"):  # data/, data.dvc and the champion alias
+        return _retrain(params)
+
+
+def _retrain(params: RetrainParams) -> dict:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
     lineage = {
         "git_commit": git_commit(project_dir),

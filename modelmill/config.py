@@ -21,6 +21,9 @@ class DataConfig(_Section):
     dvc_remote: str | None = Field(None, description="DVC remote to push to (None: the repo's default)")
     push: bool = True
     git_commit: bool = Field(False, description="git-commit data.dvc when a new data version is made")
+    lock_timeout: float = Field(
+        3600, ge=0, description="seconds a writer waits for the project lock (another writer holds it)"
+    )
 
 
 class ValidationConfig(_Section):

@@ -44,3 +44,15 @@ class ExportFormatError(ModelmillError):
 
 class TuningError(ModelmillError):
     """The Optuna study cannot be opened or run (names the storage or the study)."""
+
+
+class LockTimeout(ModelmillError):
+    """The project lock stayed held by another writer past the timeout (names its PID and command)."""
+
+
+class DataSyncError(ModelmillError):
+    """data/ cannot be made to match data.dvc (names the remote and the missing version)."""
+
+
+class RegistryConflict(ModelmillError):
+    """An alias moved under us: the version the gate compared against is no longer the champion."""
