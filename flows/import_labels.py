@@ -1,4 +1,4 @@
-"""Label import: Label Studio exports -> consensus labels -> a new data version, in an MLflow run of its own."""
+"""Label import: Label Studio exports -> consensus labels -> a new data version, in its own MLflow run."""
 
 from pathlib import Path
 from typing import Literal
@@ -22,9 +22,7 @@ class ImportLabelsParams(BaseModel):
     paths: list[str] = Field(
         default_factory=list, description="export files; empty: new exports in labels.inbox"
     )
-    strategy: Literal["majority", "dawid_skene"] | None = Field(
-        None, description="override labels.strategy"
-    )
+    strategy: Literal["majority", "dawid_skene"] | None = Field(None, description="override labels.strategy")
     min_agreement: float | None = Field(None, ge=0, le=1, description="override labels.min_agreement")
     strict: bool | None = Field(None, description="override labels.strict")
 

@@ -42,6 +42,8 @@ class Stack:
     # None: the embedded sqlite store mlflow/mlflow.db; else e.g. postgresql://user@host:port/db
     mlflow_backend: str | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    # start time (clock ticks since boot) and command line of each PID when `up` started it
+    identity: dict[str, dict] = field(default_factory=dict)
 
     @property
     def prefect_url(self) -> str:
@@ -134,7 +136,30 @@ def _spawn(stack: Stack, name: str, argv: list[str]) -> None:
             start_new_session=True,
         )
     stack.pids[name] = proc.pid
+    stack.identity[name] = process_identity(proc.pid) or {}
     _save(stack)
+
+
+def process_identity(pid: int) -> dict | None:
+    """Start time and command line of a live PID (Linux /proc), or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    return {"start": int(fields[19]), "cmdline": [a.decode(errors="replace") for a in cmdline if a]}
+
+
+def still_ours(stack: Stack, name: str) -> bool:
+    """Whether the recorded PID is still the process `up` started (not a reused PID)."""
+    pid, recorded = stack.pids[name], stack.identity.get(name)
+    now = process_identity(pid)
+    if now is None:
+        return False
+    if not recorded:  # a stack.json written before identities were recorded: the program must match
+        return any(("mlflow" if name == "mlflow" else "prefect") in arg for arg in now["cmdline"])
+    return now["start"] == recorded.get("start") and now["cmdline"] == recorded.get("cmdline")
 
 
 def _save(stack: Stack) -> None:
@@ -294,6 +319,7 @@ def up(
     )
     try:
         start_servers(stack)
+        create_writer_limit(stack)
         prefect_cli(stack, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
         _spawn(
             stack,
@@ -317,6 +343,17 @@ def up(
     return stack
 
 
+def create_writer_limit(stack: Stack) -> None:
+    """The global concurrency limit every writer flow takes a slot of (one writer at a time)."""
+    from tasks.writers import WRITER_LIMIT
+
+    try:
+        prefect_cli(stack, "global-concurrency-limit", "create", WRITER_LIMIT, "--limit", "1")
+    except StackError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
 def _stop(pid: int, timeout: float = 15.0) -> None:
     """SIGTERM the process group we started (leader = pid), SIGKILL if it lingers."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -337,8 +374,16 @@ def down(root: str | Path) -> list[str]:
     if stack is None:
         return []
     for name in ("worker", "prefect-server", "mlflow"):
-        if name in stack.pids:
+        if name not in stack.pids:
+            continue
+        if still_ours(stack, name):
             _stop(stack.pids[name])
+        elif _alive(stack.pids[name]):
+            print(
+                f"not signalling PID {stack.pids[name]} ({name}): its start time or command line is not "
+                "the one `up` recorded (the PID was reused)",
+                file=sys.stderr,
+            )
     stack.record.unlink(missing_ok=True)
     return list(stack.pids)
 
