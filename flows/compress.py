@@ -9,6 +9,7 @@ from modelmill.config import Settings, load_settings
 from tasks.compress import compress_model, publish_compression_summary, register_compressed, resolve_source
 from tasks.context import RunContext, close_run, git_commit, open_run
 from tasks.data import sync_data
+from tasks.reconcile import COMPRESSION
 from tasks.writers import writer
 
 
@@ -44,6 +45,21 @@ def compress_registered(ctx: RunContext, model_ref: str, lineage: dict[str, str]
         "table": result["table"],
         "markdown": markdown,
     }
+
+
+def compress_stage(ctx: RunContext, name: str, version: str, lineage: dict[str, str]) -> dict:
+    """Compress a promoted champion as a stage of its own: its failure is recorded on the version
+    (tag compression=failed, retried by a later run) and returned, never undoing the promotion."""
+    client = ctx.tracker().client
+    client.set_model_version_tag(name, version, COMPRESSION, "pending")
+    try:
+        result = compress_registered(ctx, f"{name}/{version}", lineage)
+    except Exception as exc:  # noqa: BLE001 - reported in the summary and failed by the flow
+        client.set_model_version_tag(name, version, COMPRESSION, "failed")
+        client.set_model_version_tag(name, version, "compression_error", str(exc)[:5000])
+        return {"error": f"compression of {name} version {version} failed: {exc}"}
+    client.set_model_version_tag(name, version, COMPRESSION, "done")
+    return result
 
 
 @flow(name="compress", log_prints=True)

@@ -6,15 +6,16 @@ from pathlib import Path
 from prefect import flow, runtime, task
 
 from flows.alerts import alert_on_failure
-from flows.compress import compress_registered
+from flows.compress import compress_stage
 from flows.import_labels import ImportLabelsParams, import_labels
 from flows.params import RetrainParams
 from modelmill.config import Settings
-from modelmill.errors import GateRejected
+from modelmill.errors import CompressionError, GateRejected, RegistryConflict
 from tasks.context import close_run, git_commit, open_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
 from tasks.labels import inbox_exports
+from tasks.reconcile import reconcile
 from tasks.registry import register
 from tasks.report import publish_summary
 from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fingerprint
@@ -42,10 +43,16 @@ def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -
     checkpoint = train_challenger(ctx, data_version)
     evaluation = evaluate(ctx, checkpoint)
     decision = gate(ctx, evaluation)
-    registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
+    example = evaluation.pop("input_example")
+    try:
+        registered = register(ctx, checkpoint, decision, lineage, example)
+    except RegistryConflict:  # the champion moved since the gate: compare with the new one, once
+        evaluation = evaluate(ctx, checkpoint)
+        decision = gate(ctx, evaluation)
+        registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
     compression = None  # variants of a newly promoted champion -> `<name>-compressed`
     if ctx.settings.compress.enabled and registered["promoted"]:
-        compression = compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
+        compression = compress_stage(ctx, registered["name"], registered["version"], lineage)
     summary = {
         "data_version": data_version,
         "evaluation": evaluation,
@@ -92,6 +99,7 @@ def _retrain(params: RetrainParams) -> dict:
         settings = settings.override(tuned["best_params"])
     ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
     try:
+        reconciled = reconcile(project_dir, settings, f"retrain {runtime.flow_run.name}")
         if tuned:
             nest_tuning_run(ctx, tuned)
         fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])
@@ -101,6 +109,13 @@ def _retrain(params: RetrainParams) -> dict:
         )
         if summary["mlflow_run_id"] != ctx.run_id:  # Prefect's cache answered: nothing changed
             summary = record_skip(ctx, summary, fingerprint)
+            if reconciled["compress_version"]:  # only the compression failed last time: retry it
+                name = settings.registry.model_name
+                summary["compression"] = compress_stage(ctx, name, reconciled["compress_version"], lineage)
+            elif (summary.get("compression") or {}).get("error"):
+                summary["compression"] = None  # retried and done since
+        if (summary.get("compression") or {}).get("error"):  # reported; the promotion stands
+            raise CompressionError(summary["compression"]["error"])
     except BaseException:
         close_run(ctx, "FAILED")
         raise

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from modelmill.config import load_settings
+from modelmill.processes import identity
 
 WORK_POOL = "modelmill-process"
 STATE_DIR = ".modelmill"
@@ -136,25 +137,14 @@ def _spawn(stack: Stack, name: str, argv: list[str]) -> None:
             start_new_session=True,
         )
     stack.pids[name] = proc.pid
-    stack.identity[name] = process_identity(proc.pid) or {}
+    stack.identity[name] = identity(proc.pid) or {}
     _save(stack)
-
-
-def process_identity(pid: int) -> dict | None:
-    """Start time and command line of a live PID (Linux /proc), or None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return {"start": int(fields[19]), "cmdline": [a.decode(errors="replace") for a in cmdline if a]}
 
 
 def still_ours(stack: Stack, name: str) -> bool:
     """Whether the recorded PID is still the process `up` started (not a reused PID)."""
     pid, recorded = stack.pids[name], stack.identity.get(name)
-    now = process_identity(pid)
+    now = identity(pid)
     if now is None:
         return False
     if not recorded:  # a stack.json written before identities were recorded: the program must match

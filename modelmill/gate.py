@@ -14,6 +14,7 @@ class GateDecision:
     metric: str
     challenger: float
     champion: float | None
+    champion_version: str | None = None  # the champion compared against (compare-and-set on promotion)
 
 
 def decide(challenger: float, champion: float | None, cfg: GateConfig) -> GateDecision:

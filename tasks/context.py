@@ -47,6 +47,9 @@ def open_run(project_dir: str, settings: Settings, run_name: str, tags: dict[str
     state = Path(project_dir, ".modelmill", "work")
     state.mkdir(parents=True, exist_ok=True)
     work_dir = tempfile.mkdtemp(prefix=f"{run_name}-", dir=state)
+    from tasks.reconcile import write_work_owner
+
+    write_work_owner(work_dir)
     return RunContext(project_dir, settings, tracker.run_id, work_dir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -54,7 +55,10 @@ def gate(ctx: RunContext, evaluation: dict) -> GateDecision:
     """Promote only if the challenger is not worse than the champion by more than the tolerance."""
     cfg = ctx.settings.gate
     champion = evaluation["champion"][cfg.metric] if evaluation["champion"] else None
-    decision = decide(evaluation["challenger"][cfg.metric], champion, cfg)
+    decision = replace(
+        decide(evaluation["challenger"][cfg.metric], champion, cfg),
+        champion_version=evaluation["champion_version"],
+    )
     ctx.tracker().set_tags(
         {"gate": "promote" if decision.promote else "reject", "gate_reason": decision.reason}
     )
