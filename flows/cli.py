@@ -55,8 +55,9 @@ def run(
             force=force,
             tune=tune,
         )
-        params.settings()  # a config error fails here, before Prefect starts
-        with one_shot_run():
+        settings = params.settings()  # a config error fails here, before Prefect starts
+        # the lock before Prefect: a second writer waits here, not racing for the ephemeral API
+        with writer_lock(project_dir, settings, "modelmill run"), one_shot_run():
             from flows.retrain import retrain
 
             summary = retrain(params)
@@ -174,8 +175,8 @@ def compress_command(
             budget_points=budget_points,
             select_by=select_by,
         )
-        params.settings()
-        summary = compress(params)
+        with writer_lock(project_dir, params.settings(), "modelmill compress"):
+            summary = compress(params)
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(summary["markdown"])
@@ -249,8 +250,8 @@ def import_labels_cmd(
             min_agreement=min_agreement,
             strict=strict,
         )
-        params.settings()
-        result = import_labels(params)
+        with writer_lock(project_dir, params.settings(), "modelmill import-labels"):
+            result = import_labels(params)
     except ValidationError as exc:
         fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
     except ModelmillError as exc:
@@ -312,6 +313,23 @@ def export_tasks_cmd(
 
 
 @app.command()
+def doctor(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
+    """Check data/ vs data.dvc vs the DVC cache and remote, the champion, runs, work folders, the lock."""
+    from flows.doctor import diagnose
+    from modelmill.errors import ModelmillError
+
+    try:
+        findings = diagnose(project_dir, _settings(project_dir, config))
+    except ModelmillError as exc:
+        fail(str(exc))
+    for finding in findings:
+        typer.echo(finding.line())
+    problems = sum(not f.ok for f in findings)
+    typer.echo(f"{problems} problem(s)" if problems else "all good")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
 def ui(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
@@ -358,6 +376,13 @@ def down(project_dir: str = ProjectOpt) -> None:
     from flows.stack import main as stack_main
 
     raise typer.Exit(stack_main(["down", project_dir]))
+
+
+def writer_lock(project_dir: str, settings, command: str):
+    """The project lock for a writer command (the flow takes it again, re-entrantly)."""
+    from modelmill.lock import project_lock
+
+    return project_lock(project_dir, command, settings.data.lock_timeout)
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):
