@@ -14,6 +14,7 @@ from modelmill.config import Settings
 from modelmill.data import SOURCES, bootstrap, missing_files
 from modelmill.errors import DatasetError, DataSyncError
 from modelmill.journal import folder_md5
+from tasks.progress import stage
 
 
 def pointer_file(project_dir: str | Path, settings: Settings) -> Path:
@@ -72,7 +73,7 @@ def push_data(project_dir: str, settings: Settings) -> int:
         return repo.push(targets=[str(pointer_file(project_dir, settings))], remote=settings.data.dvc_remote)
 
 
-@task(name="sync-data", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@stage("sync-data", retries=1, retry_delay_seconds=2)
 def sync_data(project_dir: str, settings: Settings) -> str:
     """Make the data folder match a DVC version and return that version.
 

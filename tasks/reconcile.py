@@ -12,12 +12,12 @@ import shutil
 import time
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from modelmill.config import Settings
 from modelmill.processes import identity, owner_alive
 from tasks.aliases import CHAMPION, alias_version, finish_pending_promotions
+from tasks.progress import stage
 from tasks.tracking import connect
 
 WORK_OWNER = "owner.json"
@@ -80,7 +80,7 @@ def champion_needing_compression(client, settings: Settings) -> str | None:
     return str(champion.version)
 
 
-@task(name="reconcile", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@stage("reconcile", retries=1, retry_delay_seconds=2)
 def reconcile(project_dir: str, settings: Settings, actor: str) -> dict:
     """Clean up after killed runs; finish their half-done promotions. Run with the project lock held."""
     logger = get_run_logger()

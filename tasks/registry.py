@@ -1,10 +1,11 @@
-"""Registry tasks: the champion lookup, model logging, versions, tags and aliases."""
+"""Register stage and the registry lookups: the champion, model logging, versions, tags, aliases."""
 
 from __future__ import annotations
 
-import torch
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from typing import Any
+
+from prefect import get_run_logger
+from pydantic import BaseModel
 
 from modelmill.errors import RegistryConflict
 from modelmill.gate import GateDecision
@@ -21,18 +22,31 @@ from tasks.aliases import (
     promote,
     version_of_run,
 )
-from tasks.context import RunContext
+from tasks.checkpoint import load_checkpoint
+from tasks.context import Lineage, RunContext
+from tasks.progress import stage
+from tasks.split import SplitRef
 
-__all__ = ["CHALLENGER", "CHAMPION", "alias_version", "load_version", "register"]
+__all__ = ["CHALLENGER", "CHAMPION", "Registration", "alias_version", "load_version", "register"]
 
 
-def load_version(name: str, version: str):
+class Registration(BaseModel):
+    """The model version a run registered and where the champion alias points afterwards."""
+
+    name: str
+    version: str
+    promoted: bool
+    champion_version: str | None
+    model_uri: str
+
+
+def load_version(name: str, version: str) -> Any:
     import mlflow.pytorch
 
     return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu").eval()
 
 
-def _not_a_conflict(task, task_run, state) -> bool:
+def _not_a_conflict(task: Any, task_run: Any, state: Any) -> bool:
     """Retry I/O errors, not a moved champion (the flow re-evaluates against the new one)."""
     try:
         state.result()
@@ -43,26 +57,20 @@ def _not_a_conflict(task, task_run, state) -> bool:
     return False
 
 
-@task(
-    name="register",
-    retries=2,
-    retry_delay_seconds=3,
-    retry_condition_fn=_not_a_conflict,
-    cache_policy=NO_CACHE,
-)
+@stage("register", retries=2, retry_delay_seconds=3, retry_condition_fn=_not_a_conflict)
 def register(
-    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: dict[str, str], input_example
-) -> dict:
+    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: Lineage, splits: SplitRef
+) -> Registration:
     """Register the challenger once per MLflow run (a retry finds its version) and move the
     aliases per the gate: champion compare-and-set against the champion the gate compared with."""
     logger, tracker = get_run_logger(), ctx.tracker()
     name, client = ctx.settings.registry.model_name, tracker.client
     existing = version_of_run(client, name, ctx.run_id)
     if existing is not None:
-        version = str(existing.version)
+        version, model_uri = str(existing.version), str(existing.source)
         logger.info("version %s of %s is already registered by this run: reused", version, name)
     else:
-        version = _create_version(ctx, checkpoint, decision, lineage, input_example)
+        version, model_uri = _create_version(ctx, checkpoint, decision, lineage, splits)
     actor = f"run {ctx.run_id}"
     move_alias(client, name, CHALLENGER, version, alias_target(client, name, CHALLENGER), "newest", actor)
     if decision.promote:
@@ -73,35 +81,28 @@ def register(
     )
     logger.info(
         "registered %s version %s (%s); champion is version %s",
-        name,
-        version,
-        "promoted" if decision.promote else "challenger only",
-        champion,
+        name, version, "promoted" if decision.promote else "challenger only", champion,
+    )  # fmt: skip
+    return Registration(
+        name=name, version=version, promoted=decision.promote, champion_version=champion, model_uri=model_uri
     )
-    return {
-        "name": name,
-        "version": version,
-        "promoted": decision.promote,
-        "champion_version": champion,
-        "model_uri": f"models:/{name}/{version}",
-    }
 
 
 def _create_version(
-    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: dict[str, str], input_example
-) -> str:
+    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: Lineage, splits: SplitRef
+) -> tuple[str, str]:
     """Log the model and register a version tagged with lineage, the gate and a pending promotion."""
     import mlflow
 
     tracker = ctx.tracker()
-    model = torch.load(checkpoint, weights_only=False)
-    model_uri = tracker.log_pytorch_model(model, input_example)
-    tags = {
-        **lineage,
-        "gate": "promoted" if decision.promote else "rejected",
-        f"test_{decision.metric}": f"{decision.challenger:.6f}",
-        "mlflow_run_id": ctx.run_id,
-    }
+    input_example = splits.xy("test")[0][:4].numpy()
+    model_uri = tracker.log_pytorch_model(load_checkpoint(checkpoint), input_example)
+    tags = lineage.tags(
+        gate="promoted" if decision.promote else "rejected",
+        mlflow_run_id=ctx.run_id,
+        **{f"test_{decision.metric}": f"{decision.challenger:.6f}"},
+    )
     if decision.promote:  # until the champion alias points here (a kill in between: the next run finishes)
         tags.update({PROMOTION: PENDING, PROMOTION_FROM: decision.champion_version or NONE})
-    return str(mlflow.register_model(model_uri, ctx.settings.registry.model_name, tags=tags).version)
+    version = str(mlflow.register_model(model_uri, ctx.settings.registry.model_name, tags=tags).version)
+    return version, model_uri

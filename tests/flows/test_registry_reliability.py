@@ -53,8 +53,8 @@ def test_a_retried_register_finds_the_version_of_its_run(first_run, shared, tmp_
     )
     champion = alias_target(client, MODEL, CHAMPION)
     decision = GateDecision(True, "retry", "macro_f1", 0.9, 0.9, champion_version=champion)
-    again = register(ctx, "unused: the version exists", decision, {}, None)
-    assert again["version"] == first_run["registry"]["version"] and versions(client) == before
+    again = register(ctx, "unused: the version exists", decision, None, None)
+    assert again.version == first_run["registry"]["version"] and versions(client) == before
 
 
 def test_alias_moves_are_compare_and_set(first_run, shared):
