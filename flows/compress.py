@@ -9,7 +9,7 @@ from flows.params import CompressParams
 from tasks.compress import compress_model, publish_compression_summary, register_compressed, resolve_source
 from tasks.context import Lineage, RunContext, flow_run, lineage_of_this_run
 from tasks.data import sync_data
-from tasks.reconcile import COMPRESSION
+from tasks.reconcile import COMPRESSION, reconcile
 from tasks.split import SplitRef, split_data
 from tasks.writers import writer
 
@@ -59,6 +59,7 @@ def compress(params: CompressParams = CompressParams()) -> dict[str, Any]:
 
 def _compress(params: CompressParams) -> dict[str, Any]:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
+    reconcile(project_dir, settings, f"compress {runtime.flow_run.name}")
     data_version = sync_data(project_dir, settings)
     lineage = lineage_of_this_run(project_dir, data_version)
     with flow_run(project_dir, settings, runtime.flow_run.name, lineage.tags(flow="compress")) as ctx:

@@ -11,6 +11,7 @@ from modelmill.config import Settings
 from tasks.context import git_commit
 from tasks.data import sync_data
 from tasks.labels import inbox_exports, merge_exports, new_data_version, publish_import
+from tasks.reconcile import reconcile
 from tasks.tracking import tracked_run
 from tasks.writers import writer
 
@@ -24,6 +25,7 @@ def import_labels(params: ImportLabelsParams = ImportLabelsParams()) -> dict[str
 
 def _import_labels(params: ImportLabelsParams) -> dict[str, Any]:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
+    reconcile(project_dir, settings, f"import-labels {runtime.flow_run.name}")
     # relative paths are relative to the project (the CLI passes absolute ones)
     paths = [str(Path(project_dir, p).resolve()) for p in params.paths]
     paths = paths or inbox_exports(project_dir, settings)

@@ -67,6 +67,12 @@ class GateConfig(_Section):
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     tolerance: float = Field(0.005, ge=0, description="challenger may be this much below the champion")
     fail_on_reject: bool = False
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="absolute floor of the metric (null: none; the right one is per dataset)",
+    )
 
 
 class RegistryConfig(_Section):

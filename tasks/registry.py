@@ -40,6 +40,13 @@ class Registration(BaseModel):
     model_uri: str
 
 
+def split_definition_of(settings: Any) -> str:
+    from modelmill.split import split_definition
+
+    cfg = settings.split
+    return split_definition(cfg.salt, cfg.val_fraction, cfg.test_fraction)
+
+
 def load_version(name: str, version: str) -> Any:
     import mlflow.pytorch
 
@@ -100,6 +107,7 @@ def _create_version(
     tags = lineage.tags(
         gate="promoted" if decision.promote else "rejected",
         mlflow_run_id=ctx.run_id,
+        split_definition=split_definition_of(ctx.settings),
         **{f"test_{decision.metric}": f"{decision.challenger:.6f}"},
     )
     if decision.promote:  # until the champion alias points here (a kill in between: the next run finishes)

@@ -147,3 +147,24 @@ def test_a_failed_compression_keeps_the_promotion_and_only_it_is_retried(
     assert versions(client) == ["1"] and alias_target(client, MODEL, CHAMPION) == "1"
     assert client.get_model_version(MODEL, "1").tags["compression"] == "done"
     assert alias_target(client, f"{MODEL}-compressed", CHAMPION) == "1"
+
+
+@pytest.mark.slow
+def test_a_champion_split_another_way_is_reported_not_comparable(project):
+    first = retrain(RetrainParams(project_dir=str(project), epochs=1))
+    client = client_for(project)
+    assert (
+        client.get_model_version(MODEL, "1").tags["split_definition"] == "salt=modelmill;val=0.15;test=0.15"
+    )
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["split"]["salt"] = "reshuffled"
+    (project / "other-split.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    second = retrain(RetrainParams(project_dir=str(project), config="other-split.yaml", epochs=1))
+
+    assert first["registry"]["version"] == "1" and second["registry"]["version"] == "2"
+    assert (
+        "champion v1 was split with salt=modelmill;val=0.15;test=0.15, not salt=reshuffled"
+        in (second["gate_reason"])
+    )
+    assert "not comparable, judged on gate.min_score only" in second["gate_reason"]
