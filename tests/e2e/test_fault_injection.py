@@ -119,6 +119,10 @@ def test_sigkill_at_random_moments_then_a_plain_rerun_converges(project, tmp_pat
             got = state(target)
             ok = rerun == 0 and _converged(got, expected, with_model=name == "run")
             figures["recovered" if ok else "lost"] += 1
+            print(
+                f"fault injection: {name} killed at {moment:.1f}s -> {'recovered' if ok else 'LOST'}",
+                flush=True,
+            )
             figures["per_command"].setdefault(name, []).append(
                 {"kill_at_s": round(moment, 1), "killed": rc == -signal.SIGKILL, "ok": ok}
                 | ({} if ok else {"state": got, "tail": out[-1500:]})
