@@ -53,8 +53,10 @@ def run(
         params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
                                learning_rate=learning_rate, seed=seed,
                                gate_tolerance=gate_tolerance, force=force, tune=tune)  # fmt: skip
-        params.settings()  # a config error fails here, before Prefect starts
-        with one_shot_run(), shown_run(project_dir, "run", verbose):
+        settings = params.settings()  # a config error fails here, before Prefect starts
+        # the lock before Prefect: a second writer waits here, not racing for the ephemeral API
+        lock = writer_lock(project_dir, settings, "modelmill run")
+        with lock, one_shot_run(), shown_run(project_dir, "run", verbose):
             from flows.retrain import retrain
 
             summary = retrain(params)
@@ -180,8 +182,10 @@ def compress_command(
             budget_points=budget_points,
             select_by=select_by,
         )
-        params.settings()
-        with shown_run(project_dir, "compress", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill compress"),
+            shown_run(project_dir, "compress", verbose),
+        ):
             summary = compress(params)
     except ModelmillError as exc:
         fail(str(exc))
@@ -196,19 +200,21 @@ def data_bootstrap(
     force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
 ) -> None:
     """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
-    from modelmill.data import bootstrap, missing_files
+    from modelmill.data import missing_files
     from modelmill.errors import ModelmillError
-    from tasks.data import version_data
+    from modelmill.lock import project_lock
+    from tasks.data import bootstrap_data, version_data
 
     try:
         settings = _settings(project_dir, config, {"data.source": source})
         data_dir = Path(project_dir, settings.data.dir)
-        if missing_files(data_dir) or force:
-            typer.echo(f"writing {settings.data.source} into {data_dir} ...")
-            bootstrap(data_dir, settings.data.source)
-        else:
-            typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
-        version = version_data(project_dir, settings, "data bootstrap")
+        with project_lock(project_dir, "data bootstrap", settings.data.lock_timeout):
+            if missing_files(data_dir) or force:
+                typer.echo(f"writing {settings.data.source} into {data_dir} ...")
+                version = bootstrap_data(project_dir, settings)
+            else:
+                typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
+                version = version_data(project_dir, settings, "data bootstrap")
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(f"data version {version} ({settings.data.dir}.dvc)")
@@ -320,8 +326,10 @@ def import_labels_cmd(
             min_agreement=min_agreement,
             strict=strict,
         )
-        params.settings()
-        with shown_run(project_dir, "import-labels", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill import-labels"),
+            shown_run(project_dir, "import-labels", verbose),
+        ):
             result = import_labels(params)
     except ValidationError as exc:
         fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
@@ -384,6 +392,23 @@ def export_tasks_cmd(
 
 
 @app.command()
+def doctor(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
+    """Check data/ vs data.dvc vs the DVC cache and remote, the champion, runs, work folders, the lock."""
+    from flows.doctor import diagnose
+    from modelmill.errors import ModelmillError
+
+    try:
+        findings = diagnose(project_dir, _settings(project_dir, config))
+    except ModelmillError as exc:
+        fail(str(exc))
+    for finding in findings:
+        typer.echo(finding.line())
+    problems = sum(not f.ok for f in findings)
+    typer.echo(f"{problems} problem(s)" if problems else "all good")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
 def ui(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
@@ -431,6 +456,13 @@ def down(project_dir: str = ProjectOpt) -> None:
     from flows.stack import main as stack_main
 
     raise typer.Exit(stack_main(["down", project_dir]))
+
+
+def writer_lock(project_dir: str, settings, command: str):
+    """The project lock for a writer command (the flow takes it again, re-entrantly)."""
+    from modelmill.lock import project_lock
+
+    return project_lock(project_dir, command, settings.data.lock_timeout)
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):

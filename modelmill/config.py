@@ -59,6 +59,10 @@ class DataConfig(_Section):
             raise ValueError("image_size: height and width must be between 1 and 1024")
         return value
 
+    lock_timeout: float = Field(
+        3600, ge=0, description="seconds a writer waits for the project lock (another writer holds it)"
+    )
+
 
 class ValidationConfig(_Section):
     min_rows: int = Field(100, ge=1)
@@ -115,6 +119,12 @@ class GateConfig(_Section):
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     tolerance: float = Field(0.005, ge=0, description="challenger may be this much below the champion")
     fail_on_reject: bool = False
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="absolute floor of the metric (null: none; the right one is per dataset)",
+    )
 
 
 class RegistryConfig(_Section):

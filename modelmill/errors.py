@@ -66,3 +66,15 @@ class DataImportError(ModelmillError):
         if column is not None:
             place.append(f"column '{column}'")
         super().__init__(f"{', '.join(place)}: {problem}")
+
+
+class LockTimeout(ModelmillError):
+    """The project lock stayed held by another writer past the timeout (names its PID and command)."""
+
+
+class DataSyncError(ModelmillError):
+    """data/ cannot be made to match data.dvc (names the remote and the missing version)."""
+
+
+class RegistryConflict(ModelmillError):
+    """An alias moved under us: the version the gate compared against is no longer the champion."""

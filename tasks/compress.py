@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -20,6 +21,7 @@ from modelmill.compression import (
 from modelmill.compression.storage import save_folder
 from modelmill.errors import CompressionError
 from tasks import progress
+from tasks.aliases import alias_target, move_alias, version_of_run
 from tasks.context import Lineage, RunContext
 from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version, load_version
@@ -173,12 +175,23 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
     tracker, example = ctx.tracker(), splits.xy("test")[0][:4].numpy()
-    model_uri, manifest_tags = log_folder(tracker, chosen["path"], example, name="compressed_model")
     name = source["name"] + ctx.settings.compress.registered_suffix
+    existing = version_of_run(tracker.client, name, ctx.run_id)  # a retry: the version exists
+    if existing is not None:
+        return _registered(ctx, name, existing, chosen, source)
+    model_uri, manifest_tags = log_folder(tracker, chosen["path"], example, name="compressed_model")
     tags = {**_version_tags(chosen, source, lineage, ctx.run_id), **manifest_tags}
     version = mlflow.register_model(model_uri, name, tags=tags)
+    return _registered(ctx, name, version, chosen, source)
+
+
+def _registered(ctx: RunContext, name: str, version: Any, chosen: dict, source: dict) -> dict:
+    """Alias champion (compare-and-set, when the source is the champion), tags, log line, result."""
+    tracker = ctx.tracker()
     if source["is_champion"]:
-        tracker.client.set_registered_model_alias(name, CHAMPION, version.version)
+        current = alias_target(tracker.client, name, CHAMPION)
+        reason = f"compressed {source['name']} v{source['version']}"
+        move_alias(tracker.client, name, CHAMPION, str(version.version), current, reason, f"run {ctx.run_id}")
     tracker.set_tags({"compressed_model": name, "compressed_version": version.version})
     get_run_logger().info(
         "registered %s version %s (%s of %s v%s)%s",
@@ -194,7 +207,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
         "version": version.version,
         "variant": chosen["name"],
         "champion": source["is_champion"],
-        "model_uri": model_uri,
+        "model_uri": str(version.source),
     }
 
 

@@ -3,6 +3,7 @@ champion/challenger decision."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -13,7 +14,7 @@ from modelmill.gate import GateDecision, decide
 from tasks.checkpoint import load_checkpoint
 from tasks.context import RunContext
 from tasks.progress import stage
-from tasks.registry import CHAMPION, alias_version, load_version
+from tasks.registry import CHAMPION, alias_version, load_version, split_definition_of
 from tasks.split import SplitRef
 from tasks.tracking import Tracker
 
@@ -24,6 +25,7 @@ class Evaluation(BaseModel):
     challenger: dict[str, float]
     champion: dict[str, float] | None = None
     champion_version: str | None = None
+    champion_not_comparable: str | None = None  # why the champion's score cannot be compared
 
 
 @stage("evaluate")
@@ -57,6 +59,10 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
             champion.version, champ_report.accuracy, champ_report.macro_f1,
         )  # fmt: skip
         out.champion, out.champion_version = _scores(champ_report), str(champion.version)
+        theirs, ours = champion.tags.get("split_definition"), split_definition_of(ctx.settings)
+        if theirs is not None and theirs != ours:  # it may have trained on items of this test split
+            out.champion_not_comparable = f"champion v{champion.version} was split with {theirs}, not {ours}"
+            logger.warning("not comparable: %s", out.champion_not_comparable)
     return out
 
 
@@ -101,7 +107,14 @@ def gate(ctx: RunContext, evaluation: Evaluation) -> GateDecision:
     """Promote only if the challenger is not worse than the champion by more than the tolerance."""
     cfg = ctx.settings.gate
     champion = evaluation.champion[cfg.metric] if evaluation.champion else None
-    decision = decide(evaluation.challenger[cfg.metric], champion, cfg)
+    if evaluation.champion_not_comparable:  # judged on the floor (gate.min_score) alone
+        champion = None
+    decision = replace(  # the version compared against: the champion alias moves compare-and-set
+        decide(evaluation.challenger[cfg.metric], champion, cfg), champion_version=evaluation.champion_version
+    )
+    if evaluation.champion_not_comparable:
+        note = f"{evaluation.champion_not_comparable}: not comparable, judged on gate.min_score only; "
+        decision = replace(decision, reason=note + decision.reason)
     ctx.tracker().set_tags(
         {"gate": "promote" if decision.promote else "reject", "gate_reason": decision.reason}
     )

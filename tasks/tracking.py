@@ -98,7 +98,10 @@ class Tracker:
         tags: dict[str, str],
         parent_run_id: str | None = None,
     ) -> Tracker:
+        from modelmill.processes import owner_tags
+
         client, experiment_id = connect(settings, project_dir)
+        tags = {**owner_tags(), **tags}  # a later run marks this one KILLED if its process dies
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)

@@ -265,18 +265,20 @@ def _write(
     old_labels: pd.DataFrame,
     pseudonym: Callable[[str], str] | None = None,
 ) -> list[str]:
+    # The archived export goes last: a kill before it leaves the export not archived (so still new);
+    # the caller's journal entry covers the whole write until the data version is recorded.
     written = []
-    for export in parsed:
-        target = archive_path(data_dir, export)
-        if not target.exists():
-            _atomic_copy(Path(export.path), target, pseudonym)
-            written.append(str(target.relative_to(data_dir)))
     if not _same(ledger, old_ledger):
         atomic_write_bytes(data_dir / LEDGER_FILE, parquet_bytes(ledger))
         written.append(LEDGER_FILE)
     if not _same(labels, old_labels):
         atomic_write_bytes(data_dir / LABELS_FILE, parquet_bytes(labels))
         written.append(LABELS_FILE)
+    for export in parsed:
+        target = archive_path(data_dir, export)
+        if not target.exists():
+            _atomic_copy(Path(export.path), target, pseudonym)
+            written.append(str(target.relative_to(data_dir)))
     return written
 
 
