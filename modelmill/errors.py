@@ -44,3 +44,7 @@ class ExportFormatError(ModelmillError):
 
 class TuningError(ModelmillError):
     """The Optuna study cannot be opened or run (names the storage or the study)."""
+
+
+class EvaluationError(ModelmillError):
+    """An evaluation input or stored evaluation record is invalid (names the file and field)."""
