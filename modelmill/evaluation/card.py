@@ -56,6 +56,10 @@ class CardFacts:
             {"name": self.model_name, "results": [{"task": task, "dataset": dataset, "metrics": metrics}]}
         ]
 
+    def failed_checks(self) -> list[str]:
+        parts = (self.robustness, self.explanations)
+        return [c["name"] for part in parts for c in part.get("checks", []) if not c["passed"]]
+
     def limitations(self) -> list[str]:
         """Where this version fails, from its own figures."""
         out = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -39,6 +40,12 @@ class PairedComparison:
     @property
     def significant(self) -> bool:
         return self.difference.low > 0 or self.difference.high < 0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PairedComparison:
+        """The comparison `as_dict` wrote (tasks pass it between stages as a small record)."""
+        parts = {k: Interval(**raw[k]) for k in ("challenger", "champion", "difference")}
+        return cls(raw["metric"], share_not_better=float(raw["share_not_better"]), **parts)
 
     def as_dict(self) -> dict[str, object]:
         return {
