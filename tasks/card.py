@@ -37,7 +37,8 @@ def card_facts(ctx: RunContext, evaluation: dict, registered: dict, lineage: dic
         },
         intended_use=(
             f"Classify {dataset.schema.description or dataset.schema.name} into {len(classes)} classes "
-            f"({', '.join(classes)}). Retrained nightly by modelmill; served as `{registered['name']}@champion`."
+            f"({', '.join(classes)}). Retrained nightly by modelmill; served as "
+            f"`{registered['name']}@champion`."
         ),
         training={k: v for k, v in ctx.settings.flat().items() if k.startswith(TRAINING_KEYS)},
         intervals=extras.get("intervals", {}),
