@@ -120,9 +120,6 @@ class CompressConfig(_Section):
     latency_repeats: int = Field(30, ge=1)
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
-    min_explanation_iou: float | None = Field(
-        None, ge=0, le=1, description="the selected variant's top-10% attributions must overlap the float's"
-    )
 
     @field_validator("sparsities")
     @classmethod

@@ -4,65 +4,83 @@ version's description (readable in the MLflow UI), linked by tags, and as a Pref
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from prefect import get_run_logger, task
+import torch
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
-from modelmill.data import LABEL
 from modelmill.evaluation.card import CARD_JSON, CARD_MD, CardFacts, card_markdown, write_card
-from tasks.context import RunContext
-from tasks.splits import load_splits
+from tasks.context import Lineage, RunContext
+from tasks.evaluate import Evaluation
+from tasks.progress import stage
+from tasks.registry import Registration
+from tasks.split import SplitRef
 
 CARD_DIR = "card"
 TRAINING_KEYS = ("model.", "train.", "split.")
 
 
-def card_facts(ctx: RunContext, evaluation: dict, registered: dict, lineage: dict, compression) -> CardFacts:
-    dataset, labeled, xy = load_splits(ctx)
-    classes = list(dataset.schema.classes)
-    counts = labeled[LABEL].value_counts()
-    balance = {c: int(counts.get(c, 0)) for c in classes}
-    extras = evaluation.get("extras") or {}
-    sections = extras.get("sections", {})
+def card_facts(
+    ctx: RunContext,
+    evaluation: Evaluation,
+    registered: Registration,
+    lineage: Lineage,
+    splits: SplitRef,
+    compression: dict[str, Any] | None,
+    gate_reason: str,
+) -> CardFacts:
+    schema = splits.schema()
+    classes = list(schema.classes)
+    labels = torch.cat([y for _, y in splits.all_xy().values()])
+    counts = torch.bincount(labels, minlength=len(classes)).tolist()
+    sections = evaluation.extras.get("sections", {})
     return CardFacts(
-        model_name=registered["name"],
-        version=str(registered["version"]),
-        task=f"{getattr(dataset.schema, 'kind', 'image')}-classification",
+        model_name=registered.name,
+        version=str(registered.version),
+        task=f"{getattr(schema, 'kind', 'image')}-classification",
         dataset={
-            "name": dataset.schema.name,
-            "version": lineage.get("data_version", ""),
-            "n_test": int(len(xy["test"][1])),
-            "class_balance": balance,
+            "name": schema.name,
+            "version": lineage.data_version,
+            "n_test": splits.rows.get("test", 0),
+            "class_balance": dict(zip(classes, counts, strict=True)),
         },
         intended_use=(
-            f"Classify {dataset.schema.description or dataset.schema.name} into {len(classes)} classes "
+            f"Classify {schema.description or schema.name} into {len(classes)} classes "
             f"({', '.join(classes)}). Retrained nightly by modelmill; served as "
-            f"`{registered['name']}@champion`."
+            f"`{registered.name}@champion`."
         ),
         training={k: v for k, v in ctx.settings.flat().items() if k.startswith(TRAINING_KEYS)},
-        intervals=extras.get("intervals", {}),
-        per_class=evaluation.get("per_class", {}),
+        intervals=evaluation.extras.get("intervals", {}),
+        per_class=evaluation.per_class,
         calibration=sections.get("calibration", {}),
         robustness=sections.get("robustness", {}),
         explanations=sections.get("explanations", {}),
         compression=_compression_section(compression),
-        lineage={**lineage, "mlflow_run_id": ctx.run_id, "gate": evaluation.get("gate_reason", "")},
-        artifacts=extras.get("artifacts", {}),
+        lineage={**lineage.model_dump(), "mlflow_run_id": ctx.run_id, "gate": gate_reason},
+        artifacts=evaluation.extras.get("artifacts", {}),
     )
 
 
-def _compression_section(compression) -> dict:
+def _compression_section(compression: dict[str, Any] | None) -> dict[str, Any]:
     if not compression:
         return {}
     return {k: v for k, v in compression.items() if isinstance(v, str | int | float | bool | list | dict)}
 
 
-@task(name="card", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def model_card(ctx: RunContext, evaluation: dict, registered: dict, lineage: dict, compression=None) -> dict:
+@stage("card", retries=2, retry_delay_seconds=3)
+def model_card(
+    ctx: RunContext,
+    evaluation: Evaluation,
+    registered: Registration,
+    lineage: Lineage,
+    splits: SplitRef,
+    compression: dict[str, Any] | None = None,
+    gate_reason: str = "",
+) -> dict[str, Any]:
     """Write the card, log it under `card/` on the run, set it as the version's description."""
-    tracker, name, version = ctx.tracker(), registered["name"], str(registered["version"])
-    facts = card_facts(ctx, evaluation, registered, lineage, compression)
+    tracker, name, version = ctx.tracker(), registered.name, str(registered.version)
+    facts = card_facts(ctx, evaluation, registered, lineage, splits, compression, gate_reason)
     folder = Path(ctx.work_dir, CARD_DIR)
     write_card(facts, folder)
     tracker.log_artifact(folder, CARD_DIR)

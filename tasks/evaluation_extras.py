@@ -7,19 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from modelmill.evaluation.calibration import predict_logits
 from modelmill.evaluation.intervals import paired_bootstrap
-from modelmill.evaluation.suite import run_suite
+from modelmill.evaluation.suite import XY, run_suite
 from tasks.context import RunContext
+from tasks.tracking import Tracker
 
 ARTIFACT_DIR = "evaluation"  # figures land beside the confusion matrices
 
 
 def challenger_extras(
-    ctx: RunContext, tracker, model, xy: dict, classes: list[str], kind: str
+    ctx: RunContext, tracker: Tracker, model: nn.Module, xy: dict[str, XY], classes: list[str], kind: str
 ) -> dict[str, Any]:
-    """Every configured extra of the challenger, metrics and figures on the run; a small record back."""
+    """Every configured extra of the challenger, metrics and figures on the run; a small record back
+    (with the test predictions under `test_pred`, for the paired comparison)."""
     out = Path(ctx.work_dir, "evaluation-extras")
     suite = run_suite(
         model, xy["val"], xy["test"], xy["train"][0], classes, ctx.settings.evaluation, out, kind=kind
@@ -32,7 +35,6 @@ def challenger_extras(
         "intervals": {m: iv.as_dict() for m, iv in suite.intervals.items()},
         "failed_checks": suite.failed_checks(),
         "robust_accuracy": suite.robustness.strongest() if suite.robustness else None,
-        "temperature_file": str(suite.files["temperature"]) if "temperature" in suite.files else None,
         "sections": suite.card_sections(),
         "artifacts": {name: f"{ARTIFACT_DIR}/{path.name}" for name, path in suite.files.items()},
         "seconds": suite.seconds,
@@ -41,18 +43,18 @@ def challenger_extras(
 
 def champion_comparison(
     ctx: RunContext,
-    tracker,
-    champion_model,
+    tracker: Tracker,
+    champion_model: nn.Module,
     x_test: torch.Tensor,
     y_test: torch.Tensor,
-    extras: dict,
+    challenger_pred: list[int],
     n_classes: int,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """challenger - champion per metric, paired on the same test items; logged as metrics and JSON."""
     champion_pred = predict_logits(champion_model, x_test).argmax(1).numpy()
     ic = ctx.settings.evaluation.intervals
     paired = paired_bootstrap(
-        y_test.numpy(), extras["test_pred"], champion_pred, n_classes, ic.resamples, ic.level, ic.seed
+        y_test.numpy(), challenger_pred, champion_pred, n_classes, ic.resamples, ic.level, ic.seed
     )
     metrics = {}
     for m, comparison in paired.items():

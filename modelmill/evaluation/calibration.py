@@ -12,7 +12,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
-from modelmill.data import atomic_write_bytes
+from modelmill.atomic import atomic_write_bytes
 from modelmill.errors import EvaluationError
 
 TEMPERATURE_FILE = "calibration.json"
@@ -61,26 +61,34 @@ def expected_calibration_error(probs: ArrayLike, y_true: ArrayLike, bins: int = 
 
 
 def plot_reliability_diagram(
-    probs: ArrayLike, y_true: ArrayLike, path: str | Path, bins: int = 15, title: str = ""
+    probs: ArrayLike,
+    y_true: ArrayLike,
+    path: str | Path,
+    bins: int = 15,
+    title: str = "",
+    calibrated: ArrayLike | None = None,
 ) -> Path:
-    """Accuracy per confidence bin against the diagonal, with the ECE in the title (PNG)."""
+    """Accuracy per confidence bin (bars) against the diagonal, ECE in the legend; with `calibrated`
+    probabilities, their accuracy per bin as a line on the same axes (PNG)."""
     from matplotlib.figure import Figure
 
-    rb = reliability_bins(probs, y_true, bins)
-    ece = expected_calibration_error(probs, y_true, bins)
+    rb, ece = reliability_bins(probs, y_true, bins), expected_calibration_error(probs, y_true, bins)
     edges, width = np.asarray(rb.edges), 1.0 / bins
-    acc = np.nan_to_num(np.asarray(rb.accuracy))
-    fig = Figure(figsize=(4.2, 4.2), dpi=110)
+    fig = Figure(figsize=(4.2, 4.2), dpi=100)
     ax = fig.subplots()
-    ax.bar(edges[:-1], acc, width=width, align="edge", edgecolor="black", label="accuracy")
+    acc = np.nan_to_num(np.asarray(rb.accuracy))
+    ax.bar(edges[:-1], acc, width=width, align="edge", edgecolor="black", label=f"model (ECE {ece:.3f})")
+    if calibrated is not None:
+        after = reliability_bins(calibrated, y_true, bins)
+        ece_after = expected_calibration_error(calibrated, y_true, bins)
+        filled = np.asarray(after.count) > 0
+        centres = (edges[:-1] + width / 2)[filled]
+        ax.plot(centres, np.asarray(after.accuracy)[filled], "o-", color="tab:orange",
+                label=f"temperature-scaled (ECE {ece_after:.3f})")  # fmt: skip
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (top class)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title or f"reliability (ECE {ece:.3f})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top class)", ylabel="accuracy")
+    ax.set_title(title or "reliability diagram")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
     fig.savefig(path)
     return Path(path)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from modelmill.data import atomic_write_bytes
+from modelmill.atomic import atomic_write_bytes
 
 CARD_MD, CARD_JSON = "README.md", "model_card.json"
 _METRIC_NAMES = {

@@ -14,8 +14,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from modelmill.atomic import atomic_write_bytes
 from modelmill.config import EvaluationConfig
-from modelmill.data import atomic_write_bytes
 from modelmill.evaluation.calibration import (
     Temperature,
     expected_calibration_error,
@@ -98,7 +98,7 @@ def run_suite(
     if cfg.explanations.enabled:
         result.explanations = explain(model, *test, cfg.explanations, kind=kind)
         if kind == "image":
-            grid = plot_attributions(result.explanations, test[0], classes, str(out / "attributions.png"))
+            grid = plot_attributions(result.explanations, test[0], str(out / "attributions.png"))
             result.files["attributions"] = Path(grid)
         seconds["explanations"] = time.perf_counter() - tick - sum(seconds.values())
     result.seconds = seconds
@@ -115,30 +115,23 @@ def _calibrate(
     cfg: EvaluationConfig,
     out: Path,
 ) -> None:
-    bins = cfg.calibration.bins
+    bins, y = cfg.calibration.bins, y_test.numpy()
     probs = torch.softmax(test_logits, 1).numpy()
-    result.calibration = {"ece": expected_calibration_error(probs, y_test.numpy(), bins), "bins": bins}
+    result.calibration = {"ece": expected_calibration_error(probs, y, bins), "bins": bins}
+    scaled = None
+    if cfg.calibration.temperature_scaling:
+        t = fit_temperature(predict_logits(model, val[0]), val[1], fitted_on="val")
+        scaled = torch.softmax(t.apply(test_logits), 1).numpy()
+        result.temperature = t
+        result.calibration.update(
+            temperature=t.temperature,
+            ece_calibrated=expected_calibration_error(scaled, y, bins),
+            val_nll_before=t.nll_before,
+            val_nll_after=t.nll_after,
+        )
+        result.files["temperature"] = save_temperature(t, out)
     result.files["reliability"] = plot_reliability_diagram(
-        probs, y_test.numpy(), out / "reliability.png", bins
-    )
-    if not cfg.calibration.temperature_scaling:
-        return
-    t = fit_temperature(predict_logits(model, val[0]), val[1], fitted_on="val")
-    scaled = torch.softmax(t.apply(test_logits), 1).numpy()
-    result.temperature = t
-    result.calibration.update(
-        temperature=t.temperature,
-        ece_calibrated=expected_calibration_error(scaled, y_test.numpy(), bins),
-        val_nll_before=t.nll_before,
-        val_nll_after=t.nll_after,
-    )
-    result.files["temperature"] = save_temperature(t, out)
-    result.files["reliability_calibrated"] = plot_reliability_diagram(
-        scaled,
-        y_test.numpy(),
-        out / "reliability_calibrated.png",
-        bins,
-        title=f"after temperature {t.temperature:.2f}",
+        probs, y, out / "reliability.png", bins, calibrated=scaled
     )
 
 

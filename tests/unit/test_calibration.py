@@ -39,7 +39,7 @@ def test_perfectly_calibrated_synthetic_data_has_small_ece():
 
 def test_reliability_diagram_png(tmp_path):
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
-    path = plot_reliability_diagram(probs, [0, 1, 1], tmp_path / "reliability.png", bins=5)
+    path = plot_reliability_diagram(probs, [0, 1, 1], tmp_path / "reliability.png", bins=5, calibrated=probs)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -22,7 +22,6 @@ def test_every_figure_is_written(suite):
     result, out = suite
     assert set(result.files) == {
         "reliability",
-        "reliability_calibrated",
         "temperature",
         "attributions",
         "evaluation",

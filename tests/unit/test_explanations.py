@@ -85,7 +85,8 @@ def test_iou_of_top_attributions():
 
 
 def test_attribution_grid_png(digits_model, report, tmp_path):
-    path = plot_attributions(
-        report, digits_model["test"][0], digits_model["classes"], str(tmp_path / "g.png")
-    )
-    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    path = plot_attributions(report, digits_model["test"][0], str(tmp_path / "g.png"), rows=10)
+    with Image.open(path) as image:  # 10 rows of 64-px tiles, 3 columns, 2-px gaps
+        assert image.format == "PNG" and image.size == (3 * 64 + 4, 10 * 64 + 18)
