@@ -1,6 +1,5 @@
 """Captum IG + saliency on the seeded probe set, and the three sanity checks: each can fail."""
 
-from pathlib import Path
 
 import pytest
 import torch
