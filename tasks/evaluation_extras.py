@@ -27,7 +27,9 @@ def challenger_extras(
     suite = run_suite(
         model, xy["val"], xy["test"], xy["train"][0], classes, ctx.settings.evaluation, out, kind=kind
     )
-    tracker.log_metrics(suite.metrics())
+    tracker.log_metrics(
+        {**suite.metrics(), **{f"evaluation_seconds_{k}": v for k, v in suite.seconds.items()}}
+    )
     tracker.log_artifact(out, ARTIFACT_DIR)
     tracker.set_tags({"evaluation_failed_checks": ",".join(suite.failed_checks()) or "none"})
     return {
