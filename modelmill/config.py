@@ -120,6 +120,9 @@ class CompressConfig(_Section):
     latency_repeats: int = Field(30, ge=1)
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
+    min_explanation_iou: float | None = Field(
+        None, ge=0, le=1, description="selected variant's top-10% attributions vs the float's; below: none"
+    )
 
     @field_validator("sparsities")
     @classmethod

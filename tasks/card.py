@@ -65,7 +65,13 @@ def card_facts(
 def _compression_section(compression: dict[str, Any] | None) -> dict[str, Any]:
     if not compression:
         return {}
-    return {k: v for k, v in compression.items() if isinstance(v, str | int | float | bool | list | dict)}
+    registered = compression.get("registered") or {}
+    return {
+        "selected": registered.get("variant", "none"),
+        "registered_as": f"{registered['name']} version {registered['version']}" if registered else "-",
+        "explanation_iou": compression.get("explanation_iou"),
+        "selection": compression.get("selection", ""),
+    }
 
 
 @stage("card", retries=2, retry_delay_seconds=3)

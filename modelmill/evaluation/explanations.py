@@ -260,3 +260,25 @@ def plot_attributions(report: ExplanationReport, x: torch.Tensor, path: str, row
         lines.append(np.ones((2, lines[-1].shape[1], 3)))
     imsave(path, np.concatenate(lines[:-1], 0))
     return path
+
+
+def occlusion(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Drop in the target logit when each feature alone is set to 0 (forward passes only, so
+    quantized variants without autograd are explained the same way as their float model)."""
+    from captum.attr import Occlusion
+
+    window = (1,) * (x.dim() - 1)
+    attr: torch.Tensor = Occlusion(model).attribute(x, sliding_window_shapes=window, target=target)
+    return attr.detach()
+
+
+def explanation_iou(
+    reference: nn.Module, variant: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: ExplanationsConfig
+) -> float:
+    """IoU of the top `cfg.top_fraction` occlusion attributions of `variant` with `reference`'s on
+    the probe set (the reference's predicted class): does compression keep the reasons?"""
+    probes = x[probe_indices(y, cfg.probes_per_class, cfg.seed)]
+    with torch.no_grad():
+        target = reference.eval()(probes).argmax(1)
+    a, b = occlusion(reference, probes, target), occlusion(variant.eval(), probes, target)
+    return top_fraction_iou(a, b, cfg.top_fraction)

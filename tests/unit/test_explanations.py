@@ -1,6 +1,5 @@
 """Captum IG + saliency on the seeded probe set, and the three sanity checks: each can fail."""
 
-
 import pytest
 import torch
 
@@ -89,3 +88,15 @@ def test_attribution_grid_png(digits_model, report, tmp_path):
     path = plot_attributions(report, digits_model["test"][0], str(tmp_path / "g.png"), rows=10)
     with Image.open(path) as image:  # 10 rows of 64-px tiles, 3 columns, 2-px gaps
         assert image.format == "PNG" and image.size == (3 * 64 + 4, 10 * 64 + 18)
+
+
+def test_compression_keeps_the_reasons_and_a_random_model_does_not(digits_model):
+    """Dynamic int8 (no autograd) is explained by occlusion like its float model."""
+    from modelmill.evaluation.explanations import explanation_iou
+
+    model, (x, y) = digits_model["model"], digits_model["test"]
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    kept = explanation_iou(model, quantized, x, y, CFG)
+    assert kept > 0.7
+    assert explanation_iou(model, model, x, y, CFG) == 1.0
+    assert explanation_iou(model, reinitialised(model, seed=3), x, y, CFG) < kept - 0.3
