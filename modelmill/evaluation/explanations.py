@@ -117,7 +117,7 @@ def _deletion_auc(
         removed.scatter_(1, order[:, :k], True)
         probs = torch.softmax(model(torch.where(removed, flat_b, flat_x).view_as(x)), 1)
         curve.append(probs.gather(1, target[:, None]).squeeze(1))
-    return torch.from_numpy(np.trapezoid(torch.stack(curve, 1).numpy(), dx=1.0 / steps, axis=1))
+    return torch.from_numpy(np.trapezoid(torch.stack(curve, 1).cpu().numpy(), dx=1.0 / steps, axis=1))
 
 
 def deletion_ratio(
@@ -134,6 +134,7 @@ def deletion_ratio(
     top_first = attr.flatten(1).argsort(1, descending=True)
     gen = torch.Generator().manual_seed(seed)
     random = torch.stack([torch.randperm(top_first.shape[1], generator=gen) for _ in range(len(x))])
+    random = random.to(top_first.device)
     top = _deletion_auc(model, x, target, baseline, top_first, steps).mean()
     rand = _deletion_auc(model, x, target, baseline, random, steps).mean()
     return float(top / rand.clamp_min(1e-12))
@@ -143,7 +144,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean over probes of the Spearman rank correlation of two attribution maps (absolute values)."""
     from scipy.stats import spearmanr  # type: ignore[import-untyped]
 
-    pairs = zip(a.flatten(1).abs().numpy(), b.flatten(1).abs().numpy(), strict=True)
+    pairs = zip(a.flatten(1).abs().cpu().numpy(), b.flatten(1).abs().cpu().numpy(), strict=True)
     values = [spearmanr(u, v).statistic for u, v in pairs]
     return float(np.nanmean(values)) if values else float("nan")
 
