@@ -30,6 +30,7 @@ def compress_registered(
         "registered": registered,
         "table": result["table"],
         "markdown": markdown,
+        "explanation_iou": result.get("explanation_iou"),
     }
 
 

@@ -1,7 +1,7 @@
 """The nightly retrain, one task per stage (the Prefect graph is this diagram):
 
 sync data -> import labels -> [tune] -> find reusable run -> validate -> split -> train
-  -> evaluate -> gate -> register -> compress -> summary
+  -> evaluate -> gate -> register -> compress -> card -> summary
 
 An unchanged run (same data version, outcome settings, code and libraries as a finished run)
 stops after `find-reusable-run` and records which run it reused.
@@ -18,6 +18,7 @@ from flows.import_labels import import_new_labels
 from flows.params import RetrainParams
 from modelmill.config import Settings
 from modelmill.errors import CompressionError, GateRejected, RegistryConflict
+from tasks.card import model_card
 from tasks.context import Lineage, RunContext, flow_run, lineage_of_this_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
@@ -73,11 +74,13 @@ def _retrain(project_dir: str, settings: Settings, params: RetrainParams) -> dic
             decision = gate(ctx, evaluation)
             registered = register(ctx, checkpoint, decision, lineage, splits)
         compression = compress_champion(ctx, registered, lineage, splits)
+        card = model_card(ctx, evaluation, registered, lineage, splits, compression, decision.reason)
         summary = publish_summary(ctx, {
             "data_version": data_version, "evaluation": evaluation.model_dump(),
             "registry": registered.model_dump(), "gate_reason": decision.reason,
             "compression": compression, "mlflow_run_id": ctx.run_id,
             "compression_note": compression_note(ctx.settings, registered, compression),
+            "card": card, "gate_significant": decision.significant,
         })  # fmt: skip
         if not decision.promote and settings.gate.fail_on_reject:
             raise GateRejected(f"gate rejected {registered.name} v{registered.version}: {decision.reason}")

@@ -125,6 +125,14 @@ class GateConfig(_Section):
         le=1,
         description="absolute floor of the metric (null: none; the right one is per dataset)",
     )
+    # paired_bootstrap by default: on ~270 test items one item moves accuracy by 0.004, so the point
+    # rule keeps or replaces the champion on noise. The paired rule keeps the champion only when the
+    # challenger is worse beyond the tolerance with confidence (the whole interval of the paired
+    # difference below -tolerance): a nightly retrain on newer data wins unless the data say otherwise.
+    rule: Literal["point", "paired_bootstrap"] = "paired_bootstrap"
+    min_robust_accuracy: float | None = Field(
+        None, ge=0, le=1, description="reject when accuracy under the strongest configured attack is lower"
+    )
 
 
 class RegistryConfig(_Section):
@@ -174,6 +182,9 @@ class CompressConfig(_Section):
     latency_repeats: int = Field(30, ge=1)
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
+    min_explanation_iou: float | None = Field(
+        None, ge=0, le=1, description="selected variant's top-10% attributions vs the float's; below: none"
+    )
 
     @field_validator("sparsities")
     @classmethod
@@ -187,6 +198,62 @@ class CompressConfig(_Section):
         if self.serving_batch_size not in self.latency_batch_sizes:
             raise ValueError("serving_batch_size must be one of latency_batch_sizes")
         return self
+
+
+class IntervalsConfig(_Section):
+    resamples: int = Field(1000, ge=1000, description="bootstrap resamples (seeded, vectorised)")
+    level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
+    seed: int = 42
+
+
+class CalibrationConfig(_Section):
+    bins: int = Field(15, ge=2, description="equal-width confidence bins of ECE and the diagram")
+    temperature_scaling: bool = Field(True, description="fit a temperature on val, stored with the model")
+
+
+class RobustnessConfig(_Section):
+    enabled: bool = True
+    # in the input's own scale: images are [0, 1] pixels; tabular features are standardised
+    epsilons: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
+    pgd_steps: int = Field(5, ge=1)
+    pgd_step_factor: float = Field(2.5, gt=0, description="PGD step = factor * epsilon / steps")
+    noise_sigmas: list[float] = Field(default_factory=lambda: [0.1, 0.2])
+    max_items: int = Field(512, ge=1, description="test items attacked (a seeded subset beyond this)")
+    slack: float = Field(0.01, ge=0, description="accuracy slack of the monotonicity checks")
+    seed: int = 42
+
+    @field_validator("epsilons", "noise_sigmas")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("must be >= 0")
+        return sorted(value)
+
+
+class ExplanationsConfig(_Section):
+    enabled: bool = True
+    probes_per_class: int = Field(2, ge=1, description="fixed, seeded probe items per class")
+    ig_steps: int = Field(
+        128,
+        ge=2,
+        description="IG steps (Gauss-Legendre); at 64, 25% of digits probes missed the 1% completeness",
+    )
+    completeness_tolerance: float = Field(0.01, gt=0)
+    completeness_share: float = Field(0.95, gt=0, le=1, description="probes that must meet the tolerance")
+    deletion_steps: int = Field(10, ge=2)
+    deletion_max_ratio: float = Field(0.7, gt=0, description="AUC(top first) / AUC(random) at most")
+    randomisation_max_spearman: float = Field(0.3, description="trained vs re-initialised model")
+    top_fraction: float = Field(0.1, gt=0, le=1, description="share of features the IoU compares")
+    seed: int = 42
+
+
+class EvaluationConfig(_Section):
+    """Evaluation beyond accuracy (issue 16): each part can be turned off."""
+
+    intervals: IntervalsConfig = IntervalsConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
+    explanations: ExplanationsConfig = ExplanationsConfig()
 
 
 class LabelsConfig(_Section):
@@ -336,6 +403,7 @@ class Settings(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     gate: GateConfig = GateConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     compress: CompressConfig = CompressConfig()

@@ -78,3 +78,7 @@ class DataSyncError(ModelmillError):
 
 class RegistryConflict(ModelmillError):
     """An alias moved under us: the version the gate compared against is no longer the champion."""
+
+
+class EvaluationError(ModelmillError):
+    """An evaluation input or stored evaluation record is invalid (names the file and field)."""

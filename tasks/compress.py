@@ -93,6 +93,8 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "chosen": None,
         "table": frame.to_dict(orient="records"),
     }
+    if chosen is not None and not _keeps_the_reasons(ctx, teacher, chosen.module, xy["test"], out):
+        return out
     if chosen is not None:
         path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
         save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes))
@@ -102,6 +104,22 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
                 onnx_max_abs_diff=report.onnx.max_abs_diff, onnx_label_agreement=report.onnx.label_agreement
             )
     return out
+
+
+def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict) -> bool:
+    """IoU of the selected variant's top attributions with the float model's on the probe set,
+    logged; False (nothing registered) when below compress.min_explanation_iou."""
+    from modelmill.evaluation.explanations import explanation_iou
+
+    iou = explanation_iou(teacher, variant, *test_xy, ctx.settings.evaluation.explanations)
+    ctx.tracker().log_metrics({"compress_explanation_iou": iou})
+    out["explanation_iou"] = iou
+    floor = ctx.settings.compress.min_explanation_iou
+    if floor is None or iou >= floor:
+        return True
+    out["selection"] += f"\nrejected: explanation IoU {iou:.3f} < compress.min_explanation_iou {floor}"
+    get_run_logger().warning("compress: %s", out["selection"].splitlines()[-1])
+    return False
 
 
 def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
