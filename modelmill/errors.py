@@ -44,3 +44,11 @@ class ExportFormatError(ModelmillError):
 
 class TuningError(ModelmillError):
     """The Optuna study cannot be opened or run (names the storage or the study)."""
+
+
+class DriftError(ModelmillError):
+    """Two samples cannot be compared for drift (names the sample, the column or the revision)."""
+
+
+class AugmentationError(ModelmillError):
+    """An augmentation spec is invalid for the data it is applied to (names the key)."""
