@@ -52,23 +52,40 @@ def batch_generator(seed: int, step: int) -> torch.Generator:
 class BatchAugmenter:
     """`augmenter(x, y, step) -> (x, y)`, the callable `train(..., augment=)` applies per batch."""
 
-    def __init__(self, cfg: AugmentConfig, kind: Kind, seed: int, numeric: Sequence[int] | None = None):
+    def __init__(
+        self,
+        cfg: AugmentConfig,
+        kind: Kind,
+        seed: int,
+        num_classes: int | None = None,
+        numeric: Sequence[int] | None = None,
+    ):
         if kind == "text":
             raise AugmentationError("augment.text applies to texts before encoding: use augment_texts")
-        self.cfg, self.kind, self.seed, self.numeric = cfg, kind, seed, numeric
+        if kind == "tabular" and cfg.tabular.mixup and num_classes is None:
+            raise AugmentationError("augment.tabular.mixup needs the number of classes")
+        self.cfg, self.kind, self.seed = cfg, kind, seed
+        self.num_classes, self.numeric = num_classes, numeric
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         generator = batch_generator(self.seed, step)
         if self.kind == "image":
             return augment_images(x, self.cfg.image, generator), y
-        return augment_table(x, y, self.cfg.tabular, generator, self.numeric)
+        return augment_table(x, y, self.cfg.tabular, generator, self.numeric, self.num_classes)
 
 
-def augmenter_for(cfg: AugmentConfig, kind: Kind, train_seed: int) -> BatchAugmenter | None:
+def augmenter_for(
+    cfg: AugmentConfig,
+    kind: Kind,
+    train_seed: int,
+    num_classes: int | None = None,
+    numeric: Sequence[int] | None = None,
+) -> BatchAugmenter | None:
     """The batch augmenter the configuration asks for (None when augmentation is off)."""
     if not cfg.enabled:
         return None
-    return BatchAugmenter(cfg, kind, cfg.seed if cfg.seed is not None else train_seed)
+    seed = cfg.seed if cfg.seed is not None else train_seed
+    return BatchAugmenter(cfg, kind, seed, num_classes, numeric)
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -145,9 +162,10 @@ def augment_table(
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
         weight = torch.from_numpy(rng.beta(cfg.mixup, cfg.mixup, size=len(x))).float()
         partner = torch.randperm(len(x), generator=generator)
-        classes = num_classes or int(y.max()) + 1
+        classes = num_classes if num_classes is not None else int(y.max()) + 1
         soft = torch.nn.functional.one_hot(y, classes).float() if y.ndim == 1 else y
-        x = weight[:, None] * x + (1 - weight[:, None]) * x[partner]
+        rows = weight.view(-1, *[1] * (x.ndim - 1))
+        x = rows * x + (1 - rows) * x[partner]
         y = weight[:, None] * soft + (1 - weight[:, None]) * soft[partner]
     return x, y
 
@@ -185,3 +203,35 @@ def scaled(x: torch.Tensor, factor: float) -> torch.Tensor:
 def noisy(x: torch.Tensor, std: float, seed: int = 0, clamp: bool = True) -> torch.Tensor:
     out = x + std * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     return out.clamp(0, 1) if clamp else out
+
+
+# --- the augmentation-robustness table -------------------------------------------------------
+
+IMAGE_PERTURBATIONS = {
+    "rotated +15": lambda x: rotated(x, 15.0),
+    "rotated -15": lambda x: rotated(x, -15.0),
+    "scaled 0.8": lambda x: scaled(x, 0.8),
+    "scaled 1.2": lambda x: scaled(x, 1.2),
+    "noisy 0.1": lambda x: noisy(x, 0.1),
+}
+TABULAR_PERTURBATIONS = {
+    "noisy 0.1": lambda x: noisy(x, 0.1, clamp=False),
+    "noisy 0.3": lambda x: noisy(x, 0.3, clamp=False),
+}
+
+
+def robustness_table(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, kind: Kind
+) -> dict[str, float]:
+    """Accuracy on the clean test split and on perturbed copies of it (fixed, seeded); texts are
+    perturbed before encoding, so the text kind's table is built from `augment_texts`."""
+    from modelmill.training import predict_proba
+
+    perturbations = IMAGE_PERTURBATIONS if kind == "image" else TABULAR_PERTURBATIONS
+    if kind == "text":
+        raise AugmentationError("robustness of texts: perturb with augment_texts, then encode")
+
+    def accuracy(inputs: torch.Tensor) -> float:
+        return float((predict_proba(model, inputs).argmax(1) == y).float().mean())
+
+    return {"clean": accuracy(x)} | {name: accuracy(make(x)) for name, make in perturbations.items()}

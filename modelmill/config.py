@@ -262,7 +262,7 @@ class DriftConfig(_Section):
 
     enabled: bool = Field(True, description="run the drift stage in `retrain` when there is a champion")
     alpha: float = Field(0.05, gt=0, lt=1, description="false-positive rate (Benjamini-Hochberg)")
-    permutations: int = Field(500, ge=19, description="permutations of the MMD test")
+    permutations: int = Field(300, ge=19, description="permutations of the MMD test")
     max_items: int = Field(1000, ge=10, description="items drawn per side (bounds the time)")
     features: bool = Field(True, description="per-feature tests for tabular data")
     seed: int = 0

@@ -104,9 +104,7 @@ def test_benjamini_hochberg_steps_up():
 def test_feature_tests_ks_for_numbers_chi2_for_categories():
     rng = np.random.default_rng(0)
     ref = pd.DataFrame({"mass": rng.normal(0, 1, 400), "island": rng.choice(["a", "b"], 400)})
-    cur = pd.DataFrame(
-        {"mass": rng.normal(0.5, 1, 400), "island": rng.choice(["a", "b"], 400, p=[0.5, 0.5])}
-    )
+    cur = pd.DataFrame({"mass": rng.normal(0.5, 1, 400), "island": rng.choice(["a", "b"], 400, p=[0.5, 0.5])})
     tests = {t.name: t for t in feature_tests(ref, cur)}
     assert tests["feature:mass"].method == "kolmogorov-smirnov" and tests["feature:mass"].p_value < 1e-6
     assert tests["feature:island"].method == "chi-squared" and tests["feature:island"].p_value > 0.01
