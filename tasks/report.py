@@ -64,6 +64,7 @@ def render(ctx: RunContext, summary: dict[str, Any]) -> str:
 - model: **{reg["name"]} version {reg["version"]}**, {champion_line}
 - gate: {summary["gate_reason"]}
 - compression: {summary.get("compression_note") or "-"}
+- drift against the champion's data: {drift_note(summary.get("drift"))}
 - MLflow run: `{ctx.run_id}` ([open]({run_url})), model version: [open]({model_url})
 
 | test metric | challenger | champion (v{ev["champion_version"] or "-"}) |
@@ -72,3 +73,11 @@ def render(ctx: RunContext, summary: dict[str, Any]) -> str:
 
 Open the MLflow UI on this store: `make ui` (or `modelmill ui`), then {run_url}
 """
+
+
+def drift_note(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "not checked (off, no champion yet, or its own data version)"
+    report = drift["report"]
+    names = [t["name"] for t in report["tests"] if t["drifted"]]
+    return ("**detected** (" + ", ".join(names) + ")" if names else "none") + f" (`{report['reference']}`)"

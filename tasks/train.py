@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from modelmill.augment import augmenter_for, spec_hash, spec_json
 from modelmill.models import build_model, count_parameters
 from modelmill.training import EpochMetrics, seed_everything, train
 from tasks import progress
@@ -23,6 +24,10 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     seed_everything(cfg.train.seed)  # before the weights are initialised: same inputs, same model
     model = build_model(schema.image_shape, len(schema.classes), cfg.model)
     tracker.log_params({"model.parameters": count_parameters(model)})
+    augment = augmenter_for(cfg.augment, "image", cfg.train.seed, num_classes=len(schema.classes))
+    if augment is not None:
+        tracker.log_text(spec_json(cfg.augment, "image"), "augmentation.json")
+        tracker.log_params({"augment.hash": spec_hash(cfg.augment, "image")})
     bar = progress.bar("train", total=cfg.train.epochs, unit="epoch")
 
     def on_epoch(m: EpochMetrics) -> None:
@@ -44,7 +49,9 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
         bar.advance(f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}")
 
     with tracker.system_metrics(), bar:
-        result = train(model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch)
+        result = train(
+            model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch, augment=augment
+        )
     tracker.log_metrics(
         {
             "best_epoch": result.best_epoch,
