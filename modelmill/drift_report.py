@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
-from modelmill.data import atomic_write_bytes
+from modelmill.atomic import atomic_write_json, atomic_write_text
 from modelmill.drift import DriftReport, DriftTest
 
 _PAGE = """<!doctype html>
@@ -86,7 +85,7 @@ def write_report(report: DriftReport, folder: str | Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "drift.json", "html": folder / "drift.html", "md": folder / "drift.md"}
-    atomic_write_bytes(paths["json"], (json.dumps(report.to_dict(), indent=2) + "\n").encode())
-    atomic_write_bytes(paths["html"], to_html(report).encode())
-    atomic_write_bytes(paths["md"], to_markdown(report).encode())
+    atomic_write_json(paths["json"], report.to_dict())
+    atomic_write_text(paths["html"], to_html(report))
+    atomic_write_text(paths["md"], to_markdown(report))
     return paths
