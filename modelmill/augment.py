@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -207,14 +207,15 @@ def noisy(x: torch.Tensor, std: float, seed: int = 0, clamp: bool = True) -> tor
 
 # --- the augmentation-robustness table -------------------------------------------------------
 
-IMAGE_PERTURBATIONS = {
+Perturbation = Callable[[torch.Tensor], torch.Tensor]
+IMAGE_PERTURBATIONS: dict[str, Perturbation] = {
     "rotated +15": lambda x: rotated(x, 15.0),
     "rotated -15": lambda x: rotated(x, -15.0),
     "scaled 0.8": lambda x: scaled(x, 0.8),
     "scaled 1.2": lambda x: scaled(x, 1.2),
     "noisy 0.1": lambda x: noisy(x, 0.1),
 }
-TABULAR_PERTURBATIONS = {
+TABULAR_PERTURBATIONS: dict[str, Perturbation] = {
     "noisy 0.1": lambda x: noisy(x, 0.1, clamp=False),
     "noisy 0.3": lambda x: noisy(x, 0.3, clamp=False),
 }
