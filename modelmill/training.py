@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -102,8 +103,8 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def _fit(
     model: nn.Module,
-    train_xy,
-    val_xy,
+    train_xy: tuple[torch.Tensor, torch.Tensor],
+    val_xy: tuple[torch.Tensor, torch.Tensor],
     cfg: TrainConfig,
     on_epoch: OnEpoch | None,
     loss: LossFn | None,
@@ -121,8 +122,8 @@ def _fit(
     for epoch in range(1, cfg.epochs + 1):
         tick, model = time.perf_counter(), model.train()
         seen, loss_sum, correct = 0, 0.0, 0
-        for batch in loader:
-            x, y = augment(*batch, step) if augment is not None else batch
+        for x_batch, y_batch in loader:
+            x, y = augment(x_batch, y_batch, step) if augment is not None else (x_batch, y_batch)
             step += 1
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -146,7 +147,7 @@ def _fit(
             on_epoch(metrics)
         if epoch - best_epoch >= cfg.patience:
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict(cast(dict[str, Any], best_state))  # set at epoch 1 unless val_loss is NaN
     return TrainResult(
         model.cpu().eval(),
         best_epoch,
