@@ -69,8 +69,12 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
+    if summary.get("skipped") == "no drift":
+        console.print(f"[green]no drift[/] in data version {summary['data_version']} against the "
+                      "champion's: not retrained (drift.on_drift: retrain)")  # fmt: skip
+        return
+    ev, reg = summary["evaluation"], summary["registry"]
     if summary.get("skipped"):
         console.print(
             f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
@@ -95,6 +99,40 @@ def print_summary(summary: dict) -> None:
         f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
         f"(or `modelmill ui`) at http://127.0.0.1:5000"
     )
+
+
+@app.command("drift")
+def drift_command(
+    reference: str = typer.Option("champion", "--from", help="data version md5, git revision, champion"),
+    current: str = typer.Option(
+        "workspace", "--to", help="as --from, workspace, or a CSV / Parquet / folder of inputs"
+    ),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 1 when drift is detected"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Compare two data versions (or a data version and inputs) through the champion: MMD on its
+    embeddings, label, prediction and per-feature tests. Exit 1 on drift with --fail-on-drift."""
+    from flows.console import shown_run
+    from flows.params import DriftParams
+    from flows.warmup import one_shot_run
+    from modelmill.errors import ModelmillError
+
+    if Path(current).exists():  # inputs on disk: relative to where the command runs
+        current = str(Path(current).resolve())
+    try:
+        params = DriftParams(project_dir=project_dir, config=config, reference=reference, current=current)
+        params.settings()
+        with one_shot_run(), shown_run(project_dir, "drift", verbose):
+            from flows.drift import drift
+
+            result = drift(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(result["markdown"])
+    typer.echo(f"MLflow run {result['mlflow_run_id']} (artifacts drift/drift.html, drift/drift.json)")
+    raise typer.Exit(1 if result["drifted"] and fail_on_drift else 0)
 
 
 @app.command("tune")

@@ -98,3 +98,15 @@ class ImportLabelsParams(ProjectParams):
             "labels.min_agreement": self.min_agreement,
             "labels.strict": self.strict,
         }
+
+
+class DriftParams(ProjectParams):
+    """Flow parameters: the two sides of a drift check (`modelmill drift --from ... --to ...`)."""
+
+    reference: str = Field(
+        "champion", description="data version md5, git revision of data.dvc, champion or workspace"
+    )
+    current: str = Field(
+        "workspace", description="as reference, or a CSV / Parquet / folder of inputs (e.g. predictions)"
+    )
+    fail_on_drift: bool = Field(False, description="fail the flow run when drift is detected")

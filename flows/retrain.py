@@ -1,6 +1,6 @@
 """The nightly retrain, one task per stage (the Prefect graph is this diagram):
 
-sync data -> import labels -> [tune] -> find reusable run -> validate -> split -> train
+sync data -> import labels -> [tune] -> find reusable run -> validate -> drift -> split -> train
   -> evaluate -> gate -> register -> compress -> card -> summary
 
 An unchanged run (same data version, outcome settings, code and libraries as a finished run)
@@ -21,6 +21,7 @@ from modelmill.errors import CompressionError, GateRejected, RegistryConflict
 from tasks.card import model_card
 from tasks.context import Lineage, RunContext, flow_run, lineage_of_this_run
 from tasks.data import sync_data
+from tasks.drift import check_drift, stop_for_drift
 from tasks.evaluate import evaluate, gate
 from tasks.reconcile import reconcile
 from tasks.registry import Registration, register
@@ -63,6 +64,10 @@ def _retrain(project_dir: str, settings: Settings, params: RetrainParams) -> dic
         if reusable is not None:
             return retry_compression(ctx, record_skip(ctx, reusable, fingerprint), reconciled, lineage)
         validate_data(ctx, data_version)
+        drift = check_drift(ctx, data_version)
+        if stop_for_drift(settings, drift):  # drift.on_drift: retrain, and none was found
+            return {"data_version": data_version, "skipped": "no drift", "drift": drift,
+                    "mlflow_run_id": ctx.run_id}  # fmt: skip
         splits = split_data(ctx, data_version)
         checkpoint = train_challenger(ctx, splits)
         evaluation = evaluate(ctx, checkpoint, splits)
@@ -81,6 +86,7 @@ def _retrain(project_dir: str, settings: Settings, params: RetrainParams) -> dic
             "compression": compression, "mlflow_run_id": ctx.run_id,
             "compression_note": compression_note(ctx.settings, registered, compression),
             "card": card, "gate_significant": decision.significant,
+            "drift": drift,
         })  # fmt: skip
         if not decision.promote and settings.gate.fail_on_reject:
             raise GateRejected(f"gate rejected {registered.name} v{registered.version}: {decision.reason}")

@@ -396,6 +396,57 @@ class OpsConfig(_Section):
     )
 
 
+# --- drift and augmentation (issue 17) ------------------------------------------------------
+
+
+class DriftConfig(_Section):
+    """Drift between the champion's training data and new data (or live inputs)."""
+
+    enabled: bool = Field(True, description="run the drift stage in `retrain` when there is a champion")
+    alpha: float = Field(0.05, gt=0, lt=1, description="false-positive rate (Benjamini-Hochberg)")
+    permutations: int = Field(300, ge=19, description="permutations of the MMD test")
+    max_items: int = Field(1000, ge=10, description="items drawn per side (bounds the time)")
+    features: bool = Field(True, description="per-feature tests for tabular data")
+    seed: int = 0
+    on_drift: Literal["warn", "retrain", "fail"] = Field(
+        "warn", description="warn: report, train as usual; retrain: train only on drift; fail: fail the run"
+    )
+
+
+class ImageAugment(_Section):
+    """Random transforms of (N, C, H, W) images in [0, 1], fresh for every training batch."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="max degrees, either way")
+    scale: float = Field(0.0, ge=0, lt=1, description="max relative zoom, either way (0.1: 0.9-1.1)")
+    translate: float = Field(0.0, ge=0, le=0.5, description="max shift, fraction of width / height")
+    crop: float = Field(0.0, ge=0, lt=1, description="max area fraction cut away, the rest resized back")
+    noise: float = Field(0.0, ge=0, le=1, description="std of Gaussian pixel noise")
+    erasing: float = Field(0.0, ge=0, le=1, description="probability of erasing one rectangle")
+    erasing_area: float = Field(0.2, gt=0, lt=1, description="max area fraction of that rectangle")
+
+
+class TabularAugment(_Section):
+    """Noise on numeric features (in their preprocessed units) and mixup of rows and labels."""
+
+    noise: float = Field(0.0, ge=0, description="std of Gaussian noise on numeric features")
+    mixup: float = Field(0.0, ge=0, description="alpha of Beta(alpha, alpha) mixing weights; 0: off")
+
+
+class TextAugment(_Section):
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="probability of dropping each word")
+    word_swap: float = Field(0.0, ge=0, le=1, description="probability of swapping each adjacent pair")
+
+
+class AugmentConfig(_Section):
+    """Augmentation of training batches only, on the fly, seeded by (seed, batch number)."""
+
+    enabled: bool = False
+    seed: int | None = Field(None, description="None: train.seed")
+    image: ImageAugment = ImageAugment()
+    tabular: TabularAugment = TabularAugment()
+    text: TextAugment = TextAugment()
+
+
 class Settings(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -410,6 +461,8 @@ class Settings(_Section):
     labels: LabelsConfig = LabelsConfig()
     tune: TuneConfig = TuneConfig()
     ops: OpsConfig = OpsConfig()
+    drift: DriftConfig = DriftConfig()
+    augment: AugmentConfig = AugmentConfig()
 
     def flat(self) -> dict[str, Any]:
         """The resolved configuration as dotted keys, secrets masked (for MLflow params)."""

@@ -82,3 +82,15 @@ class RegistryConflict(ModelmillError):
 
 class EvaluationError(ModelmillError):
     """An evaluation input or stored evaluation record is invalid (names the file and field)."""
+
+
+class DriftError(ModelmillError):
+    """Two samples cannot be compared for drift (names the sample, the column or the revision)."""
+
+
+class DriftDetected(ModelmillError):
+    """Drift was detected and the configuration says to fail (drift.on_drift: fail)."""
+
+
+class AugmentationError(ModelmillError):
+    """An augmentation spec is invalid for the data it is applied to (names the key)."""

@@ -70,6 +70,7 @@ def render(ctx: RunContext, summary: dict[str, Any]) -> str:
 - compression: {summary.get("compression_note") or "-"}
 - evaluation sanity checks: {_checks_line(ev)}
 - model card: `{(summary.get("card") or {}).get("uri", "-")}`
+- drift against the champion's data: {drift_note(summary.get("drift"))}
 - MLflow run: `{ctx.run_id}` ([open]({run_url})), model version: [open]({model_url})
 
 | test metric | challenger (95% interval) | champion (v{ev["champion_version"] or "-"}) | paired difference |
@@ -99,3 +100,11 @@ def _checks_line(ev: dict[str, Any]) -> str:
         return "-"
     failed = extras["failed_checks"]
     return "all passed" if not failed else "FAILED: " + ", ".join(f"`{name}`" for name in failed)
+
+
+def drift_note(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "not checked (off, no champion yet, or its own data version)"
+    report = drift["report"]
+    names = [t["name"] for t in report["tests"] if t["drifted"]]
+    return ("**detected** (" + ", ".join(names) + ")" if names else "none") + f" (`{report['reference']}`)"
