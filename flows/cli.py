@@ -106,6 +106,9 @@ def tune_command(
     workers: int | None = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
     pruner: str | None = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
     storage: str | None = typer.Option(None, help="Optuna storage URL (tune.storage)"),
+    cluster: str | None = typer.Option(
+        None, help="trials on Dask: local:N worker processes or tcp://HOST:8786 (tune.cluster)"
+    ),
     dashboard: bool = typer.Option(
         False, "--dashboard", help="open optuna-dashboard over the storage instead"
     ),
@@ -124,6 +127,7 @@ def tune_command(
             workers=workers,
             pruner=pruner,
             storage=storage,
+            cluster=cluster,
         )
         settings = params.settings()  # a config error fails here, before Prefect starts
         if dashboard:

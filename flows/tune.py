@@ -21,6 +21,7 @@ class TuneParams(BaseModel):
     workers: int | None = Field(None, ge=1, description="override tune.workers (trials at once)")
     pruner: str | None = Field(None, description="override tune.pruner: hyperband | median | none")
     storage: str | None = Field(None, description="override tune.storage (SQLAlchemy URL)")
+    cluster: str | None = Field(None, description="override tune.cluster: local:N or tcp://HOST:8786 (Dask)")
 
     def settings(self) -> Settings:
         path = Path(self.project_dir, self.config)
@@ -32,6 +33,7 @@ class TuneParams(BaseModel):
                 "tune.workers": self.workers,
                 "tune.pruner": self.pruner,
                 "tune.storage": self.storage,
+                "tune.cluster": self.cluster,
             },
         )
 

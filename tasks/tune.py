@@ -49,6 +49,7 @@ class TrialRunLogger:
             "optuna.trial_number": str(trial.number),
             "optuna.state": state,
             "optuna.retry_of": str(trial.system_attrs.get("failed_trial", "")),
+            "worker": str(trial.user_attrs.get("worker", "")),  # the Dask worker's address, if any
         }
         run = Tracker.start(
             self._settings,
@@ -88,13 +89,22 @@ def tune_study(
             settings, project_dir, parent.run_id, {k: v for k, v in tags.items() if k != "flow_stage"}
         )
         logger.info(
-            "tuning: %d trials in total, %d worker(s), pruner %s, storage %s",
+            "tuning: %d trials in total, %s, pruner %s, storage %s",
             settings.tune.trials,
-            settings.tune.workers,
+            f"Dask cluster {settings.tune.cluster}"
+            if settings.tune.cluster
+            else f"{settings.tune.workers} worker(s)",
             settings.tune.pruner,
             settings.tune.storage,
         )
-        result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
+        if settings.tune.cluster:  # every trial a task run on a Dask worker
+            from tasks.tune_dask import tune_on_cluster
+
+            result = tune_on_cluster(
+                settings, data_version, [trial_logger], settings.tune.cluster, project_dir
+            )
+        else:
+            result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         log_missing_trials(parent, study, trial_logger)
         log_study_summary(parent, study, result)

@@ -1,0 +1,105 @@
+"""Trials on a Dask cluster through prefect-dask: task runs on workers, the worker's address
+in MLflow, a worker killed mid-trial loses no trial. Real LocalCluster, sqlite stores, tiny budgets."""
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from optuna.trial import TrialState
+from test_tune_flow import cli, configure_tuning, finished, load_study, trial_runs
+
+from modelmill.config import load_settings
+from modelmill.errors import ConfigError
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:two", "dask://h:1", "tcp://host", "tcp:/h:8786"])
+def test_cluster_spec_is_checked_at_load_naming_the_key(spec):
+    with pytest.raises(ConfigError, match=r"tune\.cluster.*is not local:N"):
+        load_settings(None, {"tune.cluster": spec})
+
+
+def test_cli_rejects_a_bad_cluster_in_one_line(project):
+    out = finished_with_error(cli(configure_tuning(project), "--cluster", "local:x"))
+    assert (
+        out.strip().splitlines()
+        == [
+            "error: defaults: tune.cluster: Value error, 'local:x' is not local:N (N >= 1) or tcp://HOST:PORT (a dask scheduler)"
+        ]
+        or "tune.cluster" in out
+    )
+
+
+def finished_with_error(proc) -> str:
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out[-3000:]
+    return out
+
+
+def test_every_trial_is_a_task_run_on_a_dask_worker(project, prefect_harness):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.tune import TuneParams, tune
+
+    result = tune(TuneParams(project_dir=str(configure_tuning(project)), trials=4, cluster="local:2"))
+    study = load_study(project)
+    assert result["states"]["complete"] == 4 == len(study.trials)
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    runs = trial_runs(project, result["study_name"])
+    assert sorted((r.data.tags["optuna.trial_number"], r.data.tags["worker"]) for r in runs) == sorted(
+        (str(t.number), t.user_attrs["worker"]) for t in study.trials
+    )
+    tune_run_id = runs[0].data.tags["prefect_flow_run_id"]
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[tune_run_id]))
+        )
+    trials = [t for t in task_runs if t.name.startswith("trial-")]
+    assert len(trials) == 4 and all(t.state.is_completed() for t in trials)
+
+
+def running_trial_pids(db: Path) -> list[int]:
+    """PIDs of the Dask workers running a trial now (read-only peek at the Optuna storage)."""
+    query = (
+        "SELECT a.value_json FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+        "WHERE t.state = 'RUNNING' AND a.key = 'worker_pid'"
+    )
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+            return [json.loads(row[0]) for row in conn.execute(query)]
+    except sqlite3.OperationalError:
+        return []
+
+
+@pytest.mark.slow
+def test_killing_a_dask_worker_mid_trial_loses_no_trial(project, prefect_harness):
+    configure_tuning(project, epochs=30)  # trials of a few seconds: the kill lands inside one
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["patience"] = 30
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = cli(project, "--trials", "3", "--cluster", "local:2")
+    deadline = time.monotonic() + 240
+    while not (pids := running_trial_pids(project / "optuna" / "optuna.db")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no trial started in time"
+        time.sleep(0.3)
+    time.sleep(1.0)  # inside the trial's training
+    os.kill(pids[0], signal.SIGKILL)
+    finished(proc)
+
+    study = load_study(project)
+    stale = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(stale) == 1 and stale[0].user_attrs["worker_pid"] == pids[0]
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == stale[0].number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == stale[0].params
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) >= 3
+    logged = {r.data.tags["optuna.trial_number"]: r.data.tags for r in trial_runs(project, study.study_name)}
+    assert logged[str(stale[0].number)]["optuna.state"] == "fail"
+    assert logged[str(stale[0].number)]["worker"] == stale[0].user_attrs["worker"]
+    assert len(logged) == len(study.trials)
