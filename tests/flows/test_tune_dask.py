@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REPO
 from optuna.trial import TrialState
-from test_tune_flow import cli, configure_tuning, finished, load_study, trial_runs
+from test_tune_flow import configure_tuning, load_study, trial_runs
 
 from modelmill.config import load_settings
 from modelmill.errors import ConfigError
@@ -59,6 +59,28 @@ def test_every_trial_is_a_task_run_on_a_dask_worker(project, prefect_harness):
     assert len(trials) == 4 and all(t.state.is_completed() for t in trials)
 
 
+def tune_cli(project: Path, *args: str) -> subprocess.Popen:
+    """`modelmill tune` in its own process group (its Dask workers too), on the session's Prefect API."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    argv = [sys.executable, "-m", "flows.cli", "tune", "-C", str(project), *args]
+    out = (project / "tune.log").open("w")
+    return subprocess.Popen(
+        argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def finished(proc: subprocess.Popen, project: Path, timeout: float = 420) -> None:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log = (project / "tune.log").read_text()
+    assert proc.returncode == 0, log[-6000:]
+
+
 def running_trial_pids(db: Path) -> list[int]:
     """PIDs of the Dask workers running a trial now (read-only peek at the Optuna storage)."""
     query = (
@@ -74,18 +96,20 @@ def running_trial_pids(db: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_killing_a_dask_worker_mid_trial_loses_no_trial(project, prefect_harness):
-    configure_tuning(project, epochs=30)  # trials of a few seconds: the kill lands inside one
+    configure_tuning(project, epochs=15)  # trials of several seconds: the kill lands inside one
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["train"]["patience"] = 30
+    params["train"]["patience"] = 15
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = cli(project, "--trials", "3", "--cluster", "local:2")
+    proc = tune_cli(project, "--trials", "3", "--cluster", "local:2")
     deadline = time.monotonic() + 240
     while not (pids := running_trial_pids(project / "optuna" / "optuna.db")):
-        assert time.monotonic() < deadline and proc.poll() is None, "no trial started in time"
+        if time.monotonic() > deadline or proc.poll() is not None:
+            finished(proc, project, timeout=1)
+            pytest.fail("no trial started in time")
         time.sleep(0.3)
     time.sleep(1.0)  # inside the trial's training
     os.kill(pids[0], signal.SIGKILL)
-    finished(proc)
+    finished(proc, project)
 
     study = load_study(project)
     stale = [t for t in study.trials if t.state == TrialState.FAIL]
