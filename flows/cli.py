@@ -347,11 +347,16 @@ def ui(
 
 
 @app.command()
-def up(project_dir: str = ProjectOpt) -> None:
+def up(
+    project_dir: str = ProjectOpt,
+    postgres: bool = typer.Option(
+        False, "--postgres", help="run Prefect, MLflow and Optuna on the project's own PostgreSQL"
+    ),
+) -> None:
     """Start the local stack (Prefect server, process worker, MLflow server) and deploy prefect.yaml."""
     from flows.stack import main as stack_main
 
-    raise typer.Exit(stack_main(["up", project_dir]))
+    raise typer.Exit(stack_main(["up", project_dir, *(["--postgres"] if postgres else [])]))
 
 
 @app.command()

@@ -6,6 +6,7 @@ plots; each trial is a child run (params, per-epoch metrics, state complete/prun
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def tune_study(
 ) -> dict[str, Any]:
     """Run (or resume) the study for this data version; returns the best params and value."""
     logger = get_run_logger()
-    settings = settings.override({"data.dir": str(Path(project_dir, settings.data.dir).resolve())})
+    settings = settings.override(
+        {"data.dir": str(Path(project_dir, settings.data.dir).resolve()), **stack_storage()}
+    )
     tags = {**tags, "data_version": data_version, "flow_stage": "tune"}
     with tuning.schema_lock(tracking_uri(settings, project_dir)):  # cooperating launchers
         connect(settings, project_dir)  # create the MLflow schema and experiment once
@@ -95,7 +98,7 @@ def tune_study(
             if settings.tune.cluster
             else f"{settings.tune.workers} worker(s)",
             settings.tune.pruner,
-            settings.tune.storage,
+            _safe_url(settings.tune.storage),
         )
         if settings.tune.cluster:  # every trial a task run on a Dask worker
             from tasks.tune_dask import tune_on_cluster
@@ -129,6 +132,12 @@ def tune_study(
         "seconds": result.seconds,
         "mlflow_run_id": parent.run_id,
     }
+
+
+def stack_storage() -> dict[str, str]:
+    """The Optuna storage of the running stack (`modelmill up --postgres` sets it), if any."""
+    url = os.environ.get("MODELMILL_OPTUNA_STORAGE")
+    return {"tune.storage": url} if url else {}
 
 
 def nest_tuning_run(ctx: RunContext, tuned: dict[str, Any]) -> None:
