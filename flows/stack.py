@@ -237,8 +237,10 @@ def start_servers(stack: Stack) -> None:
             str(stack.prefect_port),
         ],
     )
-    wait_healthy(stack, "prefect-server", f"{stack.prefect_api_url}/health")
-    wait_healthy(stack, "mlflow", f"{stack.mlflow_url}/health")
+    # a first start on PostgreSQL runs every schema migration of both servers: minutes on a busy machine
+    timeout = 300.0 if stack.postgres_port else 90.0
+    wait_healthy(stack, "prefect-server", f"{stack.prefect_api_url}/health", timeout)
+    wait_healthy(stack, "mlflow", f"{stack.mlflow_url}/health", timeout)
 
 
 def prefect_cli(stack: Stack, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:

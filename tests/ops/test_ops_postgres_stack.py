@@ -44,9 +44,8 @@ def pg_stack():
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["tune"] = {**params.get("tune", {}), **TUNE}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    running = local_stack.up(project, with_postgres=True)
     try:
-        yield running
+        yield local_stack.up(project, with_postgres=True)
     finally:
         local_stack.down(project)
         shutil.rmtree(base, ignore_errors=True)
