@@ -169,6 +169,7 @@ def known_env_names() -> set[str]:
         | {k for k in stack.env() if k.startswith(("PREFECT_", "MLFLOW_"))}
         | set(local_stack.deploy_env(REPO))
         | templated
+        | {"MODELMILL_OPTUNA_STORAGE", "PGPASSWORD"}  # tasks/tune.py; libpq (psycopg2)
     )
 
 
