@@ -37,7 +37,6 @@ def task_runner(cluster: str) -> DaskTaskRunner:
                 "threads_per_worker": 1,
                 "processes": True,
                 "host": "127.0.0.1",
-                "dashboard_address": None,
                 "silence_logs": 40,
             },
         )
