@@ -36,7 +36,8 @@ def failure_summary(flow_name: str, flow_run, state) -> dict:
     )
     markdown = (
         f"# {flow_name} failed\n\nFlow run **{flow_run.name}** (`{flow_run.id}`) ended "
-        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n## Error\n```\n{error[:2000]}\n```\n"
+        f"in state {state.type.value}.\n\n## Failed tasks\n{task_lines}\n\n"
+        f"## Error\n```\n{error[:2000]}\n```\n"
         + (f"\nPrefect UI: [flow run]({run_url})\n" if run_url else "")
     )
     return {
@@ -100,12 +101,14 @@ def _create_artifact(flow_run_id, markdown: str) -> None:
 
 def _webhook_url(parameters: dict) -> str | None:
     """ops.alert_webhook_url of the run's configuration (the flow's project_dir/config parameters)."""
-    from modelmill.config import load_settings
+    from modelmill.config import load_project_settings
 
     params = parameters.get("params") or {}
     params = params if isinstance(params, dict) else params.model_dump()
-    path = Path(params.get("project_dir", "."), params.get("config", "params.yaml"))
-    return load_settings(path if path.exists() else None).ops.alert_webhook_url
+    project_dir, config = params.get("project_dir", "."), params.get("config", "params.yaml")
+    if not Path(project_dir, config).exists():
+        config = "params.yaml"  # the run failed on its config: alert with the project's defaults
+    return load_project_settings(project_dir, config).ops.alert_webhook_url
 
 
 def notify(url: str, failure: dict, timeout: float = 5.0) -> None:

@@ -21,6 +21,7 @@ app.add_typer(data_app, name="data")
 
 ProjectOpt = typer.Option(".", "--project-dir", "-C", help="project folder (params.yaml, data/, mlflow/)")
 ConfigOpt = typer.Option("params.yaml", "--config", "-c", help="configuration file, relative to the project")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="print Prefect's and MLflow's logs live")
 
 
 def fail(message: str) -> None:
@@ -38,25 +39,22 @@ def run(
     gate_tolerance: float | None = typer.Option(None, help="override gate.tolerance"),
     force: bool = typer.Option(False, "--force", help="retrain even when nothing changed"),
     tune: int = typer.Option(0, "--tune", min=0, help="Optuna trials first (0 = off); train with the best"),
+    verbose: bool = VerboseOpt,
 ) -> None:
-    """Run the retrain flow once: sync data, validate, train, evaluate, gate, register."""
+    """Run the retrain flow once: sync data, validate, split, train, evaluate, gate, register, compress.
+
+    Prints one line per stage and the summary; the full logs go to .modelmill/logs/ (-v: live)."""
+    from flows.console import shown_run
     from flows.params import RetrainParams
     from flows.warmup import one_shot_run
     from modelmill.errors import ModelmillError
 
     try:
-        params = RetrainParams(
-            project_dir=project_dir,
-            config=config,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            seed=seed,
-            gate_tolerance=gate_tolerance,
-            force=force,
-            tune=tune,
-        )
+        params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
+                               learning_rate=learning_rate, seed=seed,
+                               gate_tolerance=gate_tolerance, force=force, tune=tune)  # fmt: skip
         params.settings()  # a config error fails here, before Prefect starts
-        with one_shot_run():
+        with one_shot_run(), shown_run(project_dir, "run", verbose):
             from flows.retrain import retrain
 
             summary = retrain(params)
@@ -113,9 +111,12 @@ def tune_command(
         False, "--dashboard", help="open optuna-dashboard over the storage instead"
     ),
     port: int = typer.Option(8080, help="dashboard port on 127.0.0.1"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Tune hyperparameters: a pruned, resumable Optuna study; every trial an MLflow run."""
-    from flows.tune import TuneParams, tune
+    from flows.console import shown_run
+    from flows.params import TuneParams
+    from flows.tune import tune
     from modelmill.errors import ModelmillError
 
     try:
@@ -132,7 +133,8 @@ def tune_command(
         settings = params.settings()  # a config error fails here, before Prefect starts
         if dashboard:
             raise typer.Exit(open_dashboard(settings, project_dir, port))
-        result = tune(params)
+        with shown_run(project_dir, "tune", verbose):
+            result = tune(params)
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(
@@ -165,9 +167,12 @@ def compress_command(
     config: str = ConfigOpt,
     budget_points: float | None = typer.Option(None, help="override compress.budget_points"),
     select_by: str | None = typer.Option(None, help="override compress.select_by: size | latency"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Compress a registered model version; register the best variant within budget as NAME-compressed."""
-    from flows.compress import CompressParams, compress
+    from flows.compress import compress
+    from flows.console import shown_run
+    from flows.params import CompressParams
     from modelmill.errors import ModelmillError
 
     try:
@@ -179,7 +184,8 @@ def compress_command(
             select_by=select_by,
         )
         params.settings()
-        summary = compress(params)
+        with shown_run(project_dir, "compress", verbose):
+            summary = compress(params)
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(summary["markdown"])
@@ -235,11 +241,14 @@ def import_labels_cmd(
     strategy: str | None = typer.Option(None, help="override labels.strategy (majority | dawid_skene)"),
     min_agreement: float | None = typer.Option(None, help="override labels.min_agreement"),
     strict: bool | None = typer.Option(None, "--strict/--skip-bad-rows", help="override labels.strict"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Import Label Studio exports: consensus labels, archived export, a new data version."""
     from pydantic import ValidationError
 
-    from flows.import_labels import ImportLabelsParams, import_labels
+    from flows.console import shown_run
+    from flows.import_labels import import_labels
+    from flows.params import ImportLabelsParams
     from modelmill.errors import ModelmillError
 
     try:
@@ -252,7 +261,8 @@ def import_labels_cmd(
             strict=strict,
         )
         params.settings()
-        result = import_labels(params)
+        with shown_run(project_dir, "import-labels", verbose):
+            result = import_labels(params)
     except ValidationError as exc:
         fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
     except ModelmillError as exc:
@@ -368,18 +378,21 @@ def down(project_dir: str = ProjectOpt) -> None:
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):
-    from modelmill.config import load_settings
+    from modelmill.config import load_project_settings
     from modelmill.errors import ModelmillError
 
-    path = Path(project_dir, config)
     try:
-        return load_settings(path if path.exists() or config != "params.yaml" else None, overrides)
+        return load_project_settings(project_dir, config, overrides)
     except ModelmillError as exc:
         fail(str(exc))
 
 
 def main() -> None:
-    configure(os.environ.get("MODELMILL_PROJECT_DIR", "."))
+    from flows.console import quiet_environment, verbose_requested
+    from flows.env import project_dir_from_argv
+
+    configure(project_dir_from_argv())  # -C decides where Prefect's home and the logs are
+    quiet_environment(verbose_requested())
     try:
         app()
     finally:

@@ -1,8 +1,15 @@
-"""Process environment for modelmill entry points: state and telemetry kept inside the project."""
+"""Process environment for modelmill entry points: state and telemetry kept inside the project.
+
+`project_env` is the one description of it: the CLI applies it as defaults before Prefect,
+MLflow or DVC are imported, and the local stack (flows/stack.py) gives it to its servers.
+"""
 
 import os
+import sys
 import warnings
 from pathlib import Path
+
+STATE_DIR = ".modelmill"
 
 # Third-party notices a user cannot act on (they would fill the run log on every compress step).
 _QUIET = (
@@ -15,14 +22,16 @@ _QUIET = (
 )
 
 
-def configure(project_dir: str | Path = ".") -> Path:
-    """Set defaults (never overriding what the user set) before prefect/mlflow/dvc are imported."""
-    state = Path(project_dir).resolve() / ".modelmill"
-    (state / "prefect").mkdir(parents=True, exist_ok=True)
-    defaults = {
+def project_env(root: str | Path) -> dict[str, str]:
+    """Offline, project-local settings for Prefect, MLflow, DVC and GE (state under .modelmill/)."""
+    root = Path(root).resolve()
+    state = root / STATE_DIR
+    return {
+        "MODELMILL_ROOT": str(root),
         "PREFECT_HOME": str(state / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_CLI_PROMPT": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DVC_NO_ANALYTICS": "1",
@@ -30,9 +39,36 @@ def configure(project_dir: str | Path = ".") -> Path:
         "GX_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "GIT_PYTHON_REFRESH": "quiet",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
     }
-    for key, value in defaults.items():
+
+
+def configure(project_dir: str | Path = ".") -> Path:
+    """Apply `project_env` as defaults (never overriding what the user set); call it before
+    prefect/mlflow/dvc are imported. Returns the state folder."""
+    env = project_env(project_dir)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    for key, value in env.items():
         os.environ.setdefault(key, value)
+    quiet_library_warnings()
+    return Path(env["PREFECT_HOME"]).parent
+
+
+def quiet_library_warnings() -> None:
     for module, _why in _QUIET:
         warnings.filterwarnings("ignore", category=UserWarning, module=module.replace(".", r"\."))
-    return state
+
+
+def project_dir_from_argv(argv: list[str] | None = None) -> str:
+    """The `-C/--project-dir` of a command line, read before anything reads the project
+    (the state folder, Prefect's home and the log files belong to that project)."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv):
+        if arg in ("-C", "--project-dir") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--project-dir="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-C") and len(arg) > 2:
+            return arg[2:]
+    return os.environ.get("MODELMILL_PROJECT_DIR", ".")

@@ -1,101 +1,86 @@
-"""The nightly retrain: sync data -> import labels -> (tune) -> validate -> train -> evaluate
--> gate -> register -> compress -> summary; skipped when data, configuration and code are unchanged."""
+"""The nightly retrain, one task per stage (the Prefect graph is this diagram):
+
+sync data -> import labels -> [tune] -> find reusable run -> validate -> split -> train
+  -> evaluate -> gate -> register -> compress -> summary
+
+An unchanged run (same data version, outcome settings, code and libraries as a finished run)
+stops after `find-reusable-run` and records which run it reused.
+"""
 
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, runtime, task
+from prefect import flow, runtime
 
 from flows.alerts import alert_on_failure
 from flows.compress import compress_registered
-from flows.import_labels import ImportLabelsParams, import_labels
+from flows.import_labels import import_new_labels
 from flows.params import RetrainParams
 from modelmill.config import Settings
 from modelmill.errors import GateRejected
-from tasks.context import close_run, git_commit, open_run
+from tasks.context import Lineage, RunContext, flow_run, lineage_of_this_run
 from tasks.data import sync_data
 from tasks.evaluate import evaluate, gate
-from tasks.labels import inbox_exports
-from tasks.registry import register
+from tasks.registry import Registration, register
 from tasks.report import publish_summary
-from tasks.reuse import code_version, fingerprint_cache_key, record_skip, run_fingerprint
+from tasks.reuse import find_reusable_run, record_skip, run_fingerprint
+from tasks.split import SplitRef, split_data
 from tasks.train import train_challenger
 from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
 
 
-def prepare_data(project_dir: str, settings: Settings, config: str) -> str:
-    """The data version to train on: DVC sync, then any new Label Studio exports in the inbox."""
-    data_version = sync_data(project_dir, settings)
-    if inbox_exports(project_dir, settings):
-        data_version = import_labels(ImportLabelsParams(project_dir=project_dir, config=config))[
-            "data_version_after"
-        ]
-    return data_version
-
-
-@task(name="train-evaluate-register", cache_key_fn=fingerprint_cache_key, persist_result=True)
-def train_to_registry(ctx, data_version: str, lineage: dict, fingerprint: str) -> dict:
-    """validate -> train -> evaluate -> gate -> register -> compress -> summary; cached by the
-    run fingerprint (data version + resolved configuration + code)."""
-    validate_data(ctx)
-    checkpoint = train_challenger(ctx, data_version)
-    evaluation = evaluate(ctx, checkpoint)
-    decision = gate(ctx, evaluation)
-    registered = register(ctx, checkpoint, decision, lineage, evaluation.pop("input_example"))
-    compression = None  # variants of a newly promoted champion -> `<name>-compressed`
-    if ctx.settings.compress.enabled and registered["promoted"]:
-        compression = compress_registered(ctx, f"{registered['name']}/{registered['version']}", lineage)
-    summary = {
-        "data_version": data_version,
-        "evaluation": evaluation,
-        "registry": registered,
-        "compression": compression,
-        "gate_reason": decision.reason,
-        "mlflow_run_id": ctx.run_id,
-        "experiment_id": ctx.tracker().client.get_run(ctx.run_id).info.experiment_id,
-    }
-    summary["markdown"] = publish_summary(ctx, summary)
-    if not decision.promote and ctx.settings.gate.fail_on_reject:
-        raise GateRejected(
-            f"gate rejected {registered['name']} version {registered['version']}: {decision.reason}"
-        )
-    return summary
-
-
 @flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
-def retrain(params: RetrainParams = RetrainParams()) -> dict:
+def retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
-    lineage = {
-        "git_commit": git_commit(project_dir),
-        "code_version": code_version(),
-        "prefect_flow_run_id": str(runtime.flow_run.id),
-        "prefect_flow_run_name": runtime.flow_run.name,
-    }
-    data_version = prepare_data(project_dir, settings, params.config)
-    lineage["data_version"] = data_version
+    data_version = sync_data(project_dir, settings)
+    data_version = import_new_labels(project_dir, params.config, settings, data_version)
+    lineage = lineage_of_this_run(project_dir, data_version)
     tuned = None
-    if params.tune:  # the study runs before the retrain run opens, so its params are the tuned ones
-        tuned = tune_study(
-            project_dir,
-            settings.override({"tune.trials": params.tune}),
-            data_version,
-            f"{runtime.flow_run.name}-tune",
-            {**lineage, "flow": "retrain"},
-        )
+    if params.tune:  # the study runs first, so the retrain run's params are the tuned ones
+        tuned = tune_study(project_dir, settings.override({"tune.trials": params.tune}), data_version,
+                           f"{runtime.flow_run.name}-tune", lineage.tags(flow="retrain"))  # fmt: skip
         settings = settings.override(tuned["best_params"])
-    ctx = open_run(project_dir, settings, runtime.flow_run.name, {**lineage, "flow": "retrain"})
-    try:
-        if tuned:
+    fingerprint = run_fingerprint(settings, data_version, lineage.code_version)
+    tags = lineage.tags(flow="retrain", fingerprint=fingerprint)
+    with flow_run(project_dir, settings, runtime.flow_run.name, tags) as ctx:
+        if tuned is not None:
             nest_tuning_run(ctx, tuned)
-        fingerprint = run_fingerprint(project_dir, settings, data_version, lineage["code_version"])
         retrain_anyway = params.force or not settings.ops.skip_unchanged
-        summary = train_to_registry.with_options(refresh_cache=retrain_anyway)(
-            ctx, data_version, lineage, fingerprint
-        )
-        if summary["mlflow_run_id"] != ctx.run_id:  # Prefect's cache answered: nothing changed
-            summary = record_skip(ctx, summary, fingerprint)
-    except BaseException:
-        close_run(ctx, "FAILED")
-        raise
-    close_run(ctx, "FINISHED")
+        reusable = None if retrain_anyway else find_reusable_run(ctx, fingerprint)
+        if reusable is not None:
+            return record_skip(ctx, reusable, fingerprint)
+        validate_data(ctx, data_version)
+        splits = split_data(ctx, data_version)
+        checkpoint = train_challenger(ctx, splits)
+        evaluation = evaluate(ctx, checkpoint, splits)
+        decision = gate(ctx, evaluation)
+        registered = register(ctx, checkpoint, decision, lineage, splits)
+        compression = compress_champion(ctx, registered, lineage, splits)
+        summary = publish_summary(ctx, {
+            "data_version": data_version, "evaluation": evaluation.model_dump(),
+            "registry": registered.model_dump(), "gate_reason": decision.reason,
+            "compression": compression, "mlflow_run_id": ctx.run_id,
+            "compression_note": compression_note(ctx.settings, registered, compression),
+        })  # fmt: skip
+        if not decision.promote and settings.gate.fail_on_reject:
+            raise GateRejected(f"gate rejected {registered.name} v{registered.version}: {decision.reason}")
     return summary
+
+
+def compress_champion(
+    ctx: RunContext, registered: Registration, lineage: Lineage, splits: SplitRef
+) -> dict[str, Any] | None:
+    """Variants of a newly promoted champion -> `<name>-compressed` (when compress.enabled)."""
+    if not (ctx.settings.compress.enabled and registered.promoted):
+        return None
+    return compress_registered(ctx, f"{registered.name}/{registered.version}", lineage, splits)
+
+
+def compression_note(settings: Settings, registered: Registration, compression: dict[str, Any] | None) -> str:
+    if not settings.compress.enabled:
+        return "off (compress.enabled: false)"
+    if not registered.promoted:
+        return "not run: the challenger was not promoted"
+    reg = (compression or {}).get("registered")
+    return f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"

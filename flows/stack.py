@@ -22,10 +22,10 @@ from pathlib import Path
 import yaml
 
 from flows import postgres
-from modelmill.config import load_settings
+from flows.env import STATE_DIR, project_env
+from modelmill.config import load_project_settings
 
 WORK_POOL = "modelmill-process"
-STATE_DIR = ".modelmill"
 
 
 class StackError(RuntimeError):
@@ -76,6 +76,7 @@ class Stack:
             k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "MLFLOW_TRACKING_URI"
         }
         env.update(project_env(Path(self.root)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.root, os.environ.get("PYTHONPATH")) if p)
         env.update(
             PREFECT_API_URL=self.prefect_api_url,
             PREFECT_SERVER_API_HOST="127.0.0.1",
@@ -95,22 +96,6 @@ class Stack:
                 MODELMILL_OPTUNA_STORAGE=postgres.url(self.postgres_port, "optuna"),
             )
         return env
-
-
-def project_env(root: Path) -> dict[str, str]:
-    """Offline, project-local settings for Prefect, MLflow, DVC and GE."""
-    state = root / STATE_DIR
-    return {
-        "MODELMILL_ROOT": str(root),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
-        "PREFECT_HOME": str(state / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(state / "dvc-site-cache"),
-        "GX_ANALYTICS_ENABLED": "false",
-    }
 
 
 def free_port(preferred: int = 0) -> int:
@@ -277,8 +262,7 @@ def deploy(stack: Stack) -> list[str]:
 
 def deploy_env(root: Path) -> dict[str, str]:
     """Values prefect.yaml templates from the project configuration (params.yaml)."""
-    params = root / "params.yaml"
-    settings = load_settings(params if params.exists() else None)
+    settings = load_project_settings(root)
     return {"MODELMILL_TIMEZONE": settings.ops.timezone}
 
 

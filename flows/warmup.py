@@ -7,6 +7,7 @@ one core idle) and only then waits for the server (the other core busy, this one
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import threading
@@ -50,16 +51,15 @@ def start_ephemeral_api() -> Callable[[], None] | None:
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         return None
-    # the very server the flow's client starts (a per-process singleton, started once)
+    # the very server the flow's client starts (a per-process singleton, started once); no
+    # public API starts Prefect's ephemeral server ahead of the first client, so this one is used
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
 
     def boot() -> None:
-        try:
+        with contextlib.suppress(Exception):  # the flow's own client starts it again and reports
             server.start()
-        except Exception:  # noqa: BLE001 - the flow's own client starts it again and reports
-            pass
 
     thread = threading.Thread(target=boot, name="prefect-ephemeral-api", daemon=True)
     thread.start()

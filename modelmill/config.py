@@ -336,3 +336,15 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     settings = _validate(tree, source=str(path or "defaults"))
     return settings.override(overrides) if overrides else settings
+
+
+DEFAULT_CONFIG = "params.yaml"
+
+
+def load_project_settings(
+    project_dir: str | Path, config: str = DEFAULT_CONFIG, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """The one settings loader of every flow and command: `config` relative to the project;
+    the default file may be absent (built-in defaults), any other must exist."""
+    path = Path(project_dir, config)
+    return load_settings(path if path.exists() or config != DEFAULT_CONFIG else None, overrides)

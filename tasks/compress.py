@@ -6,15 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
-from modelmill.compression import CompressionReport, compress, markdown, plot_size_vs_accuracy, save, table
+from modelmill.compression import (
+    CompressionReport,
+    compress,
+    markdown,
+    planned_variants,
+    plot_size_vs_accuracy,
+    save,
+    table,
+)
 from modelmill.errors import CompressionError
-from tasks.context import RunContext
+from tasks import progress
+from tasks.context import Lineage, RunContext
+from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version, load_version
-from tasks.splits import load_splits
+from tasks.split import SplitRef
 
 
 @dataclass(frozen=True)
@@ -55,15 +64,22 @@ def _version(client, name: str, version: str):
         return None
 
 
-@task(name="compress", cache_policy=NO_CACHE)
-def compress_model(ctx: RunContext, source: ModelSource) -> dict:
+@stage("compress")
+def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> dict:
     """Build and measure the configured variants of the source model; log them; select one."""
     logger, cfg = get_run_logger(), ctx.settings.compress
-    dataset, _, splits = load_splits(ctx)
+    schema, xy = splits.schema(), splits.all_xy()
     teacher = load_version(source.name, source.version)
-    report = compress(
-        teacher, dataset.schema.image_shape, splits, list(dataset.schema.classes), cfg, ctx.settings.train
-    )
+    with progress.bar("compress", total=len(planned_variants(cfg)), unit="variant") as bar:
+        report = compress(
+            teacher,
+            schema.image_shape,
+            xy,
+            list(schema.classes),
+            cfg,
+            ctx.settings.train,
+            on_variant=bar.advance,
+        )
     for method, why in report.skipped.items():
         logger.warning("compress: %s skipped: %s", method, why)
     frame = log_report(ctx, report, source)
@@ -78,11 +94,7 @@ def compress_model(ctx: RunContext, source: ModelSource) -> dict:
     if chosen is not None:
         path = Path(ctx.work_dir, f"{chosen.name}.mmz")
         save(path, chosen.stored())
-        out["chosen"] = {
-            "path": str(path),
-            **report.row(chosen.name).flat(),
-            "input_example": splits["test"][0][:4].numpy(),
-        }
+        out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(
                 onnx_max_abs_diff=report.onnx.max_abs_diff, onnx_label_agreement=report.onnx.label_agreement
@@ -149,8 +161,8 @@ def _row_metrics(flat: dict) -> dict[str, float]:
     return {k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-@task(name="register-compressed", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
-def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) -> dict | None:
+@stage("register-compressed", retries=2, retry_delay_seconds=3)
+def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits: SplitRef) -> dict | None:
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
@@ -161,7 +173,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     if chosen is None:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
-    tracker, probe, example = ctx.tracker(), CompressedClassifier(), chosen["input_example"]
+    tracker, probe, example = ctx.tracker(), CompressedClassifier(), splits.xy("test")[0][:4].numpy()
     probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
     model_uri = tracker.log_pyfunc_model(
         compressed_model.__file__,
@@ -193,7 +205,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: dict[str, str]) 
     }
 
 
-def _version_tags(chosen: dict, source: dict, lineage: dict, run_id: str) -> dict[str, str]:
+def _version_tags(chosen: dict, source: dict, lineage: Lineage, run_id: str) -> dict[str, str]:
     figures = {
         k: chosen[k]
         for k in chosen
@@ -202,7 +214,7 @@ def _version_tags(chosen: dict, source: dict, lineage: dict, run_id: str) -> dic
         )
     }
     return {
-        **lineage,
+        **lineage.tags(),
         "source_model": source["name"],
         "source_version": source["version"],
         "variant": chosen["name"],
@@ -220,7 +232,7 @@ class _Artifacts:
         self.artifacts = artifacts
 
 
-@task(name="compress-summary", cache_policy=NO_CACHE)
+@stage("compress-summary")
 def publish_compression_summary(ctx: RunContext, result: dict, registered: dict | None) -> str:
     """The compression outcome for humans: a Prefect markdown artifact and summary.md in MLflow."""
     import pandas as pd

@@ -1,12 +1,22 @@
-"""What every task of a flow run shares: the project folder, the settings, the MLflow run."""
+"""What every task of a flow run shares: the project folder, the settings, the MLflow run and a
+work folder; and the lineage (code, data, orchestration) recorded on runs and model versions."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from modelmill.config import Settings
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, tracked_run
+
+WORK_DIR = Path(".modelmill", "work")
 
 
 @dataclass(frozen=True)
@@ -24,12 +34,39 @@ class RunContext:
         return Tracker.attach(self.settings, self.project_dir, self.run_id)
 
 
+class Lineage(BaseModel):
+    """Where a run's result comes from: code, data and the Prefect flow run."""
+
+    git_commit: str
+    code_version: str
+    prefect_flow_run_id: str
+    prefect_flow_run_name: str
+    data_version: str = ""
+
+    def tags(self, **extra: str) -> dict[str, str]:
+        return {**{k: v for k, v in self.model_dump().items() if v}, **extra}
+
+
+def lineage_of_this_run(project_dir: str, data_version: str = "") -> Lineage:
+    """The lineage of the Prefect flow run this is called from."""
+    from prefect import runtime
+
+    from tasks.reuse import code_version
+
+    return Lineage(
+        git_commit=git_commit(project_dir),
+        code_version=code_version(),
+        prefect_flow_run_id=str(runtime.flow_run.id),
+        prefect_flow_run_name=str(runtime.flow_run.name),
+        data_version=data_version,
+    )
+
+
 def git_commit(project_dir: str | Path) -> str:
     """The commit of the code (with `-dirty` when the work tree has changes), or `unknown`."""
-    import subprocess
 
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True)
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True, check=False)
 
     head = git("rev-parse", "HEAD")
     if head.returncode:
@@ -38,23 +75,19 @@ def git_commit(project_dir: str | Path) -> str:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def open_run(project_dir: str, settings: Settings, run_name: str, tags: dict[str, str]) -> RunContext:
-    """Create the flow's MLflow run (params = the resolved configuration) and a work folder."""
-    import tempfile
-
-    tracker = Tracker.start(settings, project_dir, run_name, tags)
-    tracker.log_params(settings.flat())
-    state = Path(project_dir, ".modelmill", "work")
+@contextlib.contextmanager
+def flow_run(
+    project_dir: str, settings: Settings, run_name: str, tags: dict[str, str], log_config: bool = True
+) -> Iterator[RunContext]:
+    """The MLflow run of a flow run (params = the resolved configuration) and its work folder,
+    both closed on exit whatever happens (FINISHED / FAILED / KILLED; folder removed)."""
+    state = Path(project_dir, WORK_DIR)
     state.mkdir(parents=True, exist_ok=True)
-    work_dir = tempfile.mkdtemp(prefix=f"{run_name}-", dir=state)
-    return RunContext(project_dir, settings, tracker.run_id, work_dir)
-
-
-def close_run(ctx: RunContext, status: str) -> None:
-    import shutil
-
-    from tasks.splits import forget
-
-    ctx.tracker().finish(status)
-    shutil.rmtree(ctx.work_dir, ignore_errors=True)
-    forget()
+    with tracked_run(settings, project_dir, run_name, tags) as tracker:
+        if log_config:
+            tracker.log_params(settings.flat())
+        work_dir = tempfile.mkdtemp(prefix=f"{run_name}-", dir=state)
+        try:
+            yield RunContext(project_dir, settings, tracker.run_id, work_dir)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from modelmill.config import Settings
 from modelmill.data import SOURCES, bootstrap, missing_files
 from modelmill.errors import DatasetError
+from tasks.progress import stage
 
 
 def pointer_file(project_dir: str | Path, settings: Settings) -> Path:
@@ -70,7 +71,7 @@ def push_data(project_dir: str, settings: Settings) -> int:
         return repo.push(targets=[str(pointer_file(project_dir, settings))], remote=settings.data.dvc_remote)
 
 
-@task(name="sync-data", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@stage("sync-data", retries=1, retry_delay_seconds=2)
 def sync_data(project_dir: str, settings: Settings) -> str:
     """Make the data folder match a DVC version and return that version.
 

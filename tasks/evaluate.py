@@ -1,37 +1,45 @@
-"""Evaluate task: challenger and current champion on the same test split; the gate."""
+"""Evaluate and gate stages: challenger and current champion on the same test split; the
+champion/challenger decision."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
+from pydantic import BaseModel
 
 from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusion_matrix
 from modelmill.gate import GateDecision, decide
+from tasks.checkpoint import load_checkpoint
 from tasks.context import RunContext
+from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version, load_version
-from tasks.splits import load_splits
+from tasks.split import SplitRef
+from tasks.tracking import Tracker
 
 
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(ctx: RunContext, checkpoint: str) -> dict:
+class Evaluation(BaseModel):
+    """Test-split scores of the challenger and of the champion (when there is one)."""
+
+    challenger: dict[str, float]
+    champion: dict[str, float] | None = None
+    champion_version: str | None = None
+
+
+@stage("evaluate")
+def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     """Metrics of the challenger (and of the champion, when there is one) on the test split."""
     logger, tracker = get_run_logger(), ctx.tracker()
-    dataset, _, xy = load_splits(ctx)
-    classes = list(dataset.schema.classes)
-    x_test, y_test = xy["test"]
-    report = evaluate_model(torch.load(checkpoint, weights_only=False), x_test, y_test, classes)
+    classes = list(splits.schema().classes)
+    x_test, y_test = splits.xy("test")
+    report = evaluate_model(load_checkpoint(checkpoint), x_test, y_test, classes)
     tracker.log_metrics(report.metrics("test_"))
     _log_report(ctx, tracker, report, "challenger")
     logger.info(
         "challenger: accuracy %.4f  macro F1 %.4f on %d test items",
-        report.accuracy,
-        report.macro_f1,
-        report.n,
-    )
-    out = {"challenger": _summary(report), "champion": None, "champion_version": None}
+        report.accuracy, report.macro_f1, report.n,
+    )  # fmt: skip
+    out = Evaluation(challenger=_scores(report))
     name = ctx.settings.registry.model_name
     champion = alias_version(tracker.client, name, CHAMPION)
     if champion is not None:
@@ -40,21 +48,18 @@ def evaluate(ctx: RunContext, checkpoint: str) -> dict:
         _log_report(ctx, tracker, champ_report, f"champion-v{champion.version}")
         logger.info(
             "champion v%s: accuracy %.4f  macro F1 %.4f on the same split",
-            champion.version,
-            champ_report.accuracy,
-            champ_report.macro_f1,
-        )
-        out.update(champion=_summary(champ_report), champion_version=str(champion.version))
-    out["input_example"] = x_test[:4].numpy()
+            champion.version, champ_report.accuracy, champ_report.macro_f1,
+        )  # fmt: skip
+        out.champion, out.champion_version = _scores(champ_report), str(champion.version)
     return out
 
 
-@task(name="gate", cache_policy=NO_CACHE)
-def gate(ctx: RunContext, evaluation: dict) -> GateDecision:
+@stage("gate")
+def gate(ctx: RunContext, evaluation: Evaluation) -> GateDecision:
     """Promote only if the challenger is not worse than the champion by more than the tolerance."""
     cfg = ctx.settings.gate
-    champion = evaluation["champion"][cfg.metric] if evaluation["champion"] else None
-    decision = decide(evaluation["challenger"][cfg.metric], champion, cfg)
+    champion = evaluation.champion[cfg.metric] if evaluation.champion else None
+    decision = decide(evaluation.challenger[cfg.metric], champion, cfg)
     ctx.tracker().set_tags(
         {"gate": "promote" if decision.promote else "reject", "gate_reason": decision.reason}
     )
@@ -62,7 +67,7 @@ def gate(ctx: RunContext, evaluation: dict) -> GateDecision:
     return decision
 
 
-def _summary(report: EvaluationReport) -> dict:
+def _scores(report: EvaluationReport) -> dict[str, float]:
     return {
         "accuracy": report.accuracy,
         "macro_precision": report.macro_precision,
@@ -72,7 +77,7 @@ def _summary(report: EvaluationReport) -> dict:
     }
 
 
-def _log_report(ctx: RunContext, tracker, report: EvaluationReport, who: str) -> None:
+def _log_report(ctx: RunContext, tracker: Tracker, report: EvaluationReport, who: str) -> None:
     png = plot_confusion_matrix(
         report,
         Path(ctx.work_dir, f"confusion_{who}.png"),

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
 from modelmill.config import Settings
 from modelmill.data import ID, load_dataset
@@ -23,6 +22,7 @@ from modelmill.labels import (
     write_tasks,
 )
 from tasks.data import push_data, version_data
+from tasks.progress import stage
 from tasks.tracking import Tracker
 
 EXPORT_SUFFIXES = (".json", ".csv")
@@ -39,7 +39,7 @@ def inbox_exports(project_dir: str | Path, settings: Settings) -> list[str]:
     return [str(p) for p in candidates if file_sha256(p) not in done]
 
 
-@task(name="import-label-exports", cache_policy=NO_CACHE)
+@stage("import-label-exports")
 def merge_exports(project_dir: str, settings: Settings, paths: list[str]) -> ImportReport:
     """Parse, resolve and merge the exports into data/ (no retries: a bad export stays bad)."""
     logger = get_run_logger()
@@ -57,7 +57,7 @@ def merge_exports(project_dir: str, settings: Settings, paths: list[str]) -> Imp
     return report
 
 
-@task(name="version-labels", cache_policy=NO_CACHE)
+@stage("version-labels")
 def new_data_version(project_dir: str, settings: Settings, report: ImportReport) -> str:
     """`dvc add` data/ (git-commit data.dvc when data.git_commit) and push to the remote."""
     message = f"import-labels: {report.labels_new} new, {report.labels_changed} changed labels"
@@ -66,7 +66,7 @@ def new_data_version(project_dir: str, settings: Settings, report: ImportReport)
     return version
 
 
-@task(name="label-import-report", cache_policy=NO_CACHE)
+@stage("label-import-report")
 def publish_import(
     project_dir: str, settings: Settings, run_id: str, report: ImportReport, before: str, after: str
 ) -> dict:

@@ -1,18 +1,32 @@
-"""Registry tasks: the champion lookup, model logging, versions, tags and aliases."""
+"""Register stage and the registry lookups: the champion, model logging, versions, tags, aliases."""
 
 from __future__ import annotations
 
-import torch
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from typing import Any
+
+from prefect import get_run_logger
+from pydantic import BaseModel
 
 from modelmill.gate import GateDecision
-from tasks.context import RunContext
+from tasks.checkpoint import load_checkpoint
+from tasks.context import Lineage, RunContext
+from tasks.progress import stage
+from tasks.split import SplitRef
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def alias_version(client, name: str, alias: str):
+class Registration(BaseModel):
+    """The model version a run registered and where the champion alias points afterwards."""
+
+    name: str
+    version: str
+    promoted: bool
+    champion_version: str | None
+    model_uri: str
+
+
+def alias_version(client: Any, name: str, alias: str) -> Any:
     """The model version behind `name@alias`, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -22,29 +36,28 @@ def alias_version(client, name: str, alias: str):
         return None
 
 
-def load_version(name: str, version: str):
+def load_version(name: str, version: str) -> Any:
     import mlflow.pytorch
 
     return mlflow.pytorch.load_model(f"models:/{name}/{version}", map_location="cpu").eval()
 
 
-@task(name="register", retries=2, retry_delay_seconds=3, cache_policy=NO_CACHE)
+@stage("register", retries=2, retry_delay_seconds=3)
 def register(
-    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: dict[str, str], input_example
-) -> dict:
+    ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: Lineage, splits: SplitRef
+) -> Registration:
     """Log the challenger, register a version with lineage tags, set its aliases per the gate."""
     import mlflow
 
     logger, tracker = get_run_logger(), ctx.tracker()
     name = ctx.settings.registry.model_name
-    model = torch.load(checkpoint, weights_only=False)
-    model_uri = tracker.log_pytorch_model(model, input_example)
-    tags = {
-        **lineage,
-        "gate": "promoted" if decision.promote else "rejected",
-        f"test_{decision.metric}": f"{decision.challenger:.6f}",
-        "mlflow_run_id": ctx.run_id,
-    }
+    input_example = splits.xy("test")[0][:4].numpy()
+    model_uri = tracker.log_pytorch_model(load_checkpoint(checkpoint), input_example)
+    tags = lineage.tags(
+        gate="promoted" if decision.promote else "rejected",
+        mlflow_run_id=ctx.run_id,
+        **{f"test_{decision.metric}": f"{decision.challenger:.6f}"},
+    )
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client = tracker.client
     client.set_registered_model_alias(name, CHALLENGER, version)
@@ -57,15 +70,8 @@ def register(
     )
     logger.info(
         "registered %s version %s (%s); champion is version %s",
-        name,
-        version,
-        "promoted" if decision.promote else "challenger only",
-        champion,
+        name, version, "promoted" if decision.promote else "challenger only", champion,
+    )  # fmt: skip
+    return Registration(
+        name=name, version=version, promoted=decision.promote, champion_version=champion, model_uri=model_uri
     )
-    return {
-        "name": name,
-        "version": version,
-        "promoted": decision.promote,
-        "champion_version": champion,
-        "model_uri": model_uri,
-    }

@@ -1,13 +1,23 @@
-"""Report task: the run summary for humans, as a Prefect markdown artifact."""
+"""Summary stage: the run's outcome for humans (Prefect markdown artifact, summary.md in MLflow)
+and for the next run (summary.json, read back when a later run reuses this one)."""
 
 from __future__ import annotations
 
-from prefect import task
+from typing import Any
+
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from tasks.context import RunContext
+from tasks.progress import stage
 from tasks.tracking import tracking_uri
+
+SUMMARY_FILE = "summary.json"
+METRICS = (
+    ("accuracy", "accuracy"),
+    ("macro F1", "macro_f1"),
+    ("macro precision", "macro_precision"),
+    ("macro recall", "macro_recall"),
+)
 
 
 def ui_link(ctx: RunContext, path: str) -> str:
@@ -16,30 +26,44 @@ def ui_link(ctx: RunContext, path: str) -> str:
     return f"{base}/{path}"
 
 
-@task(name="summary", cache_policy=NO_CACHE)
-def publish_summary(ctx: RunContext, summary: dict) -> str:
-    """Markdown summary of the run (data version, metrics, version, gate) as a Prefect artifact."""
+@stage("summary")
+def publish_summary(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """Markdown summary of the run (data version, metrics, version, gate, compression) as a Prefect
+    artifact and in MLflow; the summary JSON on the run; the run tagged as retrained."""
+    from tasks.reuse import RETRAINED_TAG
+
+    tracker = ctx.tracker()
+    summary = {**summary, "experiment_id": tracker.client.get_run(ctx.run_id).info.experiment_id}
+    summary["markdown"] = render(ctx, summary)
+    create_markdown_artifact(
+        markdown=summary["markdown"], key="retrain-summary", description="modelmill retrain summary"
+    )
+    tracker.log_text(summary["markdown"], "summary.md")
+    tracker.log_dict(summary, SUMMARY_FILE)
+    tracker.set_tags({RETRAINED_TAG: "true"})
+    return summary
+
+
+def render(ctx: RunContext, summary: dict[str, Any]) -> str:
     ev, reg = summary["evaluation"], summary["registry"]
     champ = ev["champion"]
-    rows = [
-        ("accuracy", "accuracy"),
-        ("macro F1", "macro_f1"),
-        ("macro precision", "macro_precision"),
-        ("macro recall", "macro_recall"),
-    ]
     table = "\n".join(
-        f"| {label} | {ev['challenger'][key]:.4f} | {champ[key]:.4f} |"
-        if champ
-        else f"| {label} | {ev['challenger'][key]:.4f} | - |"
-        for label, key in rows
+        f"| {label} | {ev['challenger'][key]:.4f} | " + (f"{champ[key]:.4f} |" if champ else "- |")
+        for label, key in METRICS
     )
     run_url = ui_link(ctx, f"#/experiments/{summary['experiment_id']}/runs/{ctx.run_id}")
     model_url = ui_link(ctx, f"#/models/{reg['name']}/versions/{reg['version']}")
-    markdown = f"""# retrain: {"promoted" if reg["promoted"] else "not promoted"}
+    champion_line = (
+        "now `champion`"
+        if reg["promoted"]
+        else f"alias `challenger`; champion stays version {reg['champion_version']}"
+    )
+    return f"""# retrain: {"promoted" if reg["promoted"] else "not promoted"}
 
 - data version: `{summary["data_version"]}`
-- model: **{reg["name"]} version {reg["version"]}**, {"now `champion`" if reg["promoted"] else "alias `challenger`; champion stays version " + str(reg["champion_version"])}
+- model: **{reg["name"]} version {reg["version"]}**, {champion_line}
 - gate: {summary["gate_reason"]}
+- compression: {summary.get("compression_note") or "-"}
 - MLflow run: `{ctx.run_id}` ([open]({run_url})), model version: [open]({model_url})
 
 | test metric | challenger | champion (v{ev["champion_version"] or "-"}) |
@@ -48,8 +72,3 @@ def publish_summary(ctx: RunContext, summary: dict) -> str:
 
 Open the MLflow UI on this store: `make ui` (or `modelmill ui`), then {run_url}
 """
-    create_markdown_artifact(
-        markdown=markdown, key="retrain-summary", description="modelmill retrain summary"
-    )
-    ctx.tracker().log_text(markdown, "summary.md")
-    return markdown

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ class Tracker:
 
         import mlflow.data
         from mlflow.entities import DatasetInput, InputTag
-        from mlflow.types.utils import _infer_schema
+        from mlflow.models import infer_signature
 
         with warnings.catch_warnings():  # MLflow's hints on integer columns and local sources
             warnings.simplefilter("ignore", UserWarning)
@@ -158,7 +159,9 @@ class Tracker:
             # MLflow infers the schema by testing every cell for None/NaN in Python (5.6 s for
             # Fashion-MNIST's 55M cells). The frame passed validation (no nulls), so the
             # schema of its first rows is the schema of the whole; set the cached property.
-            dataset.schema = _infer_schema(frame.head(SCHEMA_SAMPLE_ROWS))
+            dataset.schema = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+        # MlflowClient.log_inputs takes dataset entities and MLflow has no public converter;
+        # the public mlflow.log_input needs the thread's active run, which a task does not have
         self.client.log_inputs(
             self.run_id,
             datasets=[
@@ -227,6 +230,7 @@ class Tracker:
     @contextlib.contextmanager
     def system_metrics(self, interval: float = 2.0):
         """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run."""
+        # the public switch, start_run(log_system_metrics=True), needs the thread's active run
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         monitor = SystemMetricsMonitor(
@@ -245,9 +249,39 @@ class Tracker:
         finally:
             monitor.finish()
 
-    def url(self) -> str:
-        run = self.client.get_run(self.run_id)
-        return f"#/experiments/{run.info.experiment_id}/runs/{self.run_id}"
+
+
+def end_status(error: BaseException | None) -> str:
+    """The MLflow run status for how a block ended: FINISHED, KILLED (interrupted, cancelled,
+    terminated) or FAILED."""
+    if error is None:
+        return "FINISHED"
+    from prefect.exceptions import CancelledRun, TerminationSignal
+
+    if isinstance(error, KeyboardInterrupt | SystemExit | CancelledRun | TerminationSignal):
+        return "KILLED"
+    return "FAILED"
+
+
+@contextlib.contextmanager
+def tracked_run(
+    settings: Settings,
+    project_dir: str | Path,
+    run_name: str,
+    tags: dict[str, str],
+    parent_run_id: str | None = None,
+) -> Iterator[Tracker]:
+    """The one place an MLflow run's life is managed: created on entry, ended FINISHED, FAILED
+    or KILLED on exit (an `error` tag names what failed)."""
+    tracker = Tracker.start(settings, project_dir, run_name, tags, parent_run_id=parent_run_id)
+    try:
+        yield tracker
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the run's own error matters more than this tag
+            tracker.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        tracker.finish(end_status(exc))
+        raise
+    tracker.finish("FINISHED")
 
 
 def temp_dir(prefix: str = "modelmill-") -> tempfile.TemporaryDirectory:

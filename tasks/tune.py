@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 import optuna
 from modelmill import tuning
 from modelmill.config import Settings
 from tasks.context import RunContext
-from tasks.tracking import Tracker, connect, temp_dir, tracking_uri
+from tasks.progress import stage
+from tasks.tracking import Tracker, connect, temp_dir, tracked_run, tracking_uri
 
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED", TrialState.FAIL: "FAILED"}
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
@@ -67,7 +67,7 @@ class TrialRunLogger:
         run.finish(STATUS.get(trial.state, "KILLED"))
 
 
-@task(name="tune", cache_policy=NO_CACHE)
+@stage("tune")
 def tune_study(
     project_dir: str,
     settings: Settings,
@@ -84,9 +84,7 @@ def tune_study(
     tags = {**tags, "data_version": data_version, "flow_stage": "tune"}
     with tuning.schema_lock(tracking_uri(settings, project_dir)):  # cooperating launchers
         connect(settings, project_dir)  # create the MLflow schema and experiment once
-    parent = Tracker.start(settings, project_dir, run_name, tags, parent_run_id=parent_run_id)
-    status = "FAILED"
-    try:
+    with tracked_run(settings, project_dir, run_name, tags, parent_run_id=parent_run_id) as parent:
         parent.log_params(settings.flat())
         trial_logger = TrialRunLogger(
             settings, project_dir, parent.run_id, {k: v for k, v in tags.items() if k != "flow_stage"}
@@ -111,9 +109,6 @@ def tune_study(
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         log_missing_trials(parent, study, trial_logger)
         log_study_summary(parent, study, result)
-        status = "FINISHED"
-    finally:
-        parent.finish(status)
     logger.info(
         "study %s: best %s = %s (trial %s); %s",
         result.study_name,

@@ -1,19 +1,20 @@
-"""Validate task: the dataset's Great Expectations suite; the result and Data Docs go to MLflow."""
+"""Validate stage: the dataset's Great Expectations suite; the result and Data Docs go to MLflow,
+and the validated dataset is recorded as the run's MLflow input."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
 from modelmill.data import load_dataset
 from modelmill.validation import validate
 from tasks.context import RunContext
+from tasks.progress import stage
 
 
-@task(name="validate", cache_policy=NO_CACHE)
-def validate_data(ctx: RunContext) -> dict:
+@stage("validate")
+def validate_data(ctx: RunContext, data_version: str) -> dict[str, int]:
     """Run the suite; log the result JSON, Data Docs HTML and a summary; fail on any miss."""
     logger = get_run_logger()
     dataset = load_dataset(ctx.data_dir)
@@ -31,4 +32,11 @@ def validate_data(ctx: RunContext) -> dict:
     else:
         logger.error("validation: %s", report.summary())
     report.raise_for_failure()
+    tracker.log_dataset(
+        dataset.labeled(),
+        name=dataset.schema.name,
+        digest=data_version,
+        context="training",
+        source=str(ctx.data_dir.resolve()),
+    )
     return {"evaluated": report.evaluated, "failed": 0}

@@ -3,6 +3,7 @@ each variant measured on the test split and the best one within an accuracy budg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -59,26 +60,51 @@ class CompressionReport:
         return next(r for r in self.rows if r.name == name)
 
 
+def planned_variants(cfg: CompressConfig) -> list[str]:
+    """Names of the variants `build_variants` makes for this configuration (for progress)."""
+    names = ["float"]
+    names += ["dynamic_int8"] if cfg.dynamic_int8 else []
+    names += ["static_int8"] if cfg.static_int8 else []
+    names += [f"pruned_{round(s * 100)}" for s in (cfg.sparsities if cfg.prune else [])]
+    if cfg.distill:
+        names += ["distilled"] + (["distilled_static_int8"] if cfg.quantize_student else [])
+    return names
+
+
 def build_variants(
-    teacher: nn.Module, arch: Architecture, splits: dict[str, XY], cfg: CompressConfig, train_cfg: TrainConfig
+    teacher: nn.Module,
+    arch: Architecture,
+    splits: dict[str, XY],
+    cfg: CompressConfig,
+    train_cfg: TrainConfig,
+    on_variant: Callable[[str], None] | None = None,
 ) -> tuple[list[Variant], dict[str, str]]:
-    """The float baseline and every configured variant; methods the backend lacks are skipped."""
+    """The float baseline and every configured variant; methods the backend lacks are skipped.
+    `on_variant(name)` is called as each one is ready (progress)."""
     train_xy, val_xy = splits["train"], splits["val"]
-    variants, skipped = [methods.baseline(teacher, arch)], {}
+    variants: list[Variant] = []
+    skipped: dict[str, str] = {}
+
+    def add(variant: Variant) -> Variant:
+        variants.append(variant)
+        if on_variant is not None:
+            on_variant(variant.name)
+        return variant
+
+    add(methods.baseline(teacher, arch))
     if cfg.dynamic_int8:
-        variants.append(methods.dynamic_int8(teacher, arch))
+        add(methods.dynamic_int8(teacher, arch))
     if cfg.static_int8:
         try:
-            variants.append(methods.static_int8(teacher, arch, train_xy[0], cfg))
+            add(methods.static_int8(teacher, arch, train_xy[0], cfg))
         except CompressionError as exc:
             skipped["static_int8"] = str(exc)
     for sparsity in cfg.sparsities if cfg.prune else []:
-        variants.append(methods.pruned(teacher, arch, sparsity, train_xy, val_xy, cfg, train_cfg))
+        add(methods.pruned(teacher, arch, sparsity, train_xy, val_xy, cfg, train_cfg))
     if cfg.distill:
-        student = methods.distilled(teacher, arch, train_xy, val_xy, cfg, train_cfg)
-        variants.append(student)
+        student = add(methods.distilled(teacher, arch, train_xy, val_xy, cfg, train_cfg))
         if cfg.quantize_student and "static_int8" not in skipped:
-            variants.append(methods.quantized_student(student, train_xy[0], cfg))
+            add(methods.quantized_student(student, train_xy[0], cfg))
     return variants, skipped
 
 
@@ -89,11 +115,12 @@ def compress(
     classes: list[str],
     cfg: CompressConfig,
     train_cfg: TrainConfig,
+    on_variant: Callable[[str], None] | None = None,
 ) -> CompressionReport:
     """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
     select; export the choice to ONNX."""
     arch = architecture_of(teacher, image_shape)
-    variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg)
+    variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant)
     latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
     rows = [measure(v, splits["test"], classes, cfg, latency) for v, latency in zip(variants, latencies)]
     compare_to_baseline(rows, rows[0])

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from modelmill.atomic import atomic_write_bytes
 from modelmill.config import ModelConfig
-from modelmill.data import atomic_write_bytes
 from modelmill.errors import CompressionError
 from modelmill.models import build_model
 

@@ -9,8 +9,6 @@ Layout of the data folder (what DVC versions):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -20,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelmill.atomic import atomic_path, atomic_write_bytes
 from modelmill.errors import DatasetError, DataSourceError
 
 ID = "item_id"
@@ -128,28 +127,5 @@ def _atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # Drop pandas' metadata block (it embeds the pandas version) so the bytes depend on data only.
     table = table.replace_schema_metadata(None)
-    with _temp_beside(path) as tmp:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    with _temp_beside(Path(path)) as tmp:
-        Path(tmp).write_bytes(payload)
-
-
-class _temp_beside:
-    """Context manager: a temp path in the target's folder, renamed over the target on success."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> str:
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", dir=self.target.parent)
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.target)
-        elif os.path.exists(self.tmp):
-            os.unlink(self.tmp)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +24,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelmill.atomic import atomic_path, atomic_write_bytes
 from modelmill.config import LabelsConfig
-from modelmill.data import ID, LABEL, LABELS_FILE, SOURCE, atomic_write_bytes, load_dataset
+from modelmill.data import ID, LABEL, LABELS_FILE, SOURCE, load_dataset
 from modelmill.labels.consensus import LOW, TIE, Resolution, resolve, strategy_named
 from modelmill.labels.labelstudio import COLUMNS, USED, ParsedExport, read_export
 
@@ -290,15 +289,8 @@ def archive_path(data_dir: Path, export: ParsedExport) -> Path:
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp, tmp.open("wb") as out, source.open("rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

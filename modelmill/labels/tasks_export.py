@@ -18,8 +18,9 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import pandas as pd
 
+from modelmill.atomic import atomic_write_bytes
 from modelmill.config import LabelsConfig
-from modelmill.data import ID, DatasetSchema, atomic_write_bytes
+from modelmill.data import ID, DatasetSchema
 
 METHODS = ("margin", "entropy")
 

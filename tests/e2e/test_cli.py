@@ -17,13 +17,16 @@ def modelmill(*args: str, cwd: Path, timeout: int = 600) -> subprocess.Completed
     return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("clone") / "modelmill"
+def git_clone(target: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
     for key, value in (("user.email", "e2e@modelmill.local"), ("user.name", "e2e")):
         subprocess.run(["git", "config", key, value], cwd=target, check=True)
     return target
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    return git_clone(tmp_path_factory.mktemp("clone") / "modelmill")
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -59,6 +62,34 @@ def test_run_prints_the_summary(clone):
     assert "digits-classifier version 1: promoted to champion" in out
     assert "make ui" in out
     assert (clone / "mlflow" / "mlflow.db").exists()
+    # one line per stage, no library chatter; the full logs in the file named at the end
+    for stage in ("sync-data", "validate", "split", "train", "evaluate", "gate", "register", "summary"):
+        assert f"✓ {stage} " in out, out
+    shown = out + result.stderr
+    for chatter in ("INFO |", "Warning", "warnings.warn", "Task run", "system metrics"):
+        assert chatter not in shown, shown
+    log = Path(result.stderr.split("full log: ")[1].split()[0])
+    assert log.is_relative_to(clone / ".modelmill" / "logs")
+    text = log.read_text()
+    assert "Finished in state Completed" in text and "epoch 1/1" in text
+
+
+@pytest.mark.slow
+def test_verbose_run_prints_the_logs_live(tmp_path):
+    result = modelmill("run", "--epochs", "1", "-v", cwd=git_clone(tmp_path / "modelmill"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Finished in state Completed" in result.stdout + result.stderr
+
+
+def test_project_dir_holds_the_state_not_the_current_folder(tmp_path):
+    """-C decides where Prefect's home and the logs are, before anything reads the project."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "params.yaml").write_text("train:\n  epochs: many\n")
+    modelmill("run", "-C", str(project), cwd=elsewhere)
+    assert (project / ".modelmill" / "prefect").is_dir()
+    assert not (elsewhere / ".modelmill").exists()
 
 
 def test_bad_config_is_one_clear_line(tmp_path):

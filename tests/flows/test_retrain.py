@@ -53,7 +53,8 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     )
     # metrics: per epoch history and test metrics
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
-    assert run.data.metrics["test_accuracy"] > 0.7
+    # 2 epochs of a narrow CNN, seeded: 0.837 here; a broken pipeline lands near 0.1 (chance)
+    assert run.data.metrics["test_accuracy"] > 0.8
     assert {"test_macro_f1", "test_macro_precision", "test_f1_class_7"} <= set(run.data.metrics)
     assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # MLflow system metrics
     # artifacts: validation report + Data Docs, confusion matrix, summary
@@ -102,27 +103,37 @@ def test_registered_model_loads_back_and_predicts(first_run, shared_project):
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
+def champion_of(client) -> str:
+    return str(client.get_model_version_by_alias(MODEL, "champion").version)
+
+
+def versions_of(client) -> set[str]:
+    return {str(v.version) for v in client.search_model_versions(f"name='{MODEL}'")}
+
+
 def test_worse_challenger_does_not_take_champion(first_run, shared_project):
-    worse = retrain(RetrainParams(project_dir=str(shared_project), epochs=1, learning_rate=1e-6))
     client = client_for(shared_project)
+    champion, before = champion_of(client), versions_of(client)
+    worse = retrain(RetrainParams(project_dir=str(shared_project), epochs=1, learning_rate=1e-6))
+    new = str(max(int(v) for v in before) + 1)
     assert worse["registry"] == {
         **worse["registry"],
-        "version": "2",
+        "version": new,
         "promoted": False,
-        "champion_version": "1",
+        "champion_version": champion,
     }
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
-    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert champion_of(client) == champion
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == new
     assert "champion kept" in worse["gate_reason"]
-    assert worse["evaluation"]["champion"]["macro_f1"] == pytest.approx(
-        first_run["evaluation"]["challenger"]["macro_f1"]
-    )
+    assert worse["evaluation"]["champion_version"] == champion
     assert "not promoted" in worse["markdown"]
 
 
 def test_fail_on_reject_fails_the_flow_after_registering_the_challenger(first_run, shared_project):
     from modelmill.errors import GateRejected
 
+    client = client_for(shared_project)
+    champion, before = champion_of(client), versions_of(client)
     params = yaml.safe_load((shared_project / "params.yaml").read_text())
     params["gate"]["fail_on_reject"] = True
     (shared_project / "strict.yaml").write_text(yaml.safe_dump(params))
@@ -130,8 +141,8 @@ def test_fail_on_reject_fails_the_flow_after_registering_the_challenger(first_ru
         retrain(
             RetrainParams(project_dir=str(shared_project), config="strict.yaml", epochs=1, learning_rate=1e-6)
         )
-    client = client_for(shared_project)
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert champion_of(client) == champion
+    assert len(versions_of(client)) == len(before) + 1  # the challenger is registered
     latest = client.search_runs(
         [client.get_experiment_by_name("modelmill-tests").experiment_id],
         "tags.flow = 'retrain'",
@@ -139,6 +150,56 @@ def test_fail_on_reject_fails_the_flow_after_registering_the_challenger(first_ru
         max_results=1,
     )[0]
     assert latest.info.status == "FAILED" and latest.data.tags["gate"] == "reject"
+
+
+def task_run_names(flow_run_id: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [run.name for run in runs]
+
+
+def prefect_flow_run_of(shared_project: Path, mlflow_run_id: str) -> str:
+    return client_for(shared_project).get_run(mlflow_run_id).data.tags["prefect_flow_run_id"]
+
+
+def test_each_stage_is_its_own_task_run_in_the_prefect_graph(first_run, shared_project):
+    names = {
+        name.rsplit("-", 1)[0]
+        for name in task_run_names(prefect_flow_run_of(shared_project, first_run["mlflow_run_id"]))
+    }
+    stages = {"sync-data", "find-reusable-run", "validate", "split", "train", "evaluate", "gate", "register",
+              "summary"}  # fmt: skip
+    assert stages <= names, stages - names
+
+
+def test_unchanged_run_reuses_the_last_one_and_says_so_in_the_graph(first_run, shared_project):
+    again = retrain(RetrainParams(project_dir=str(shared_project)))
+    assert again["skipped"] == "unchanged" and again["reused_run_id"] == first_run["mlflow_run_id"]
+    assert "reused run " + first_run["mlflow_run_id"] in again["markdown"]
+    names = task_run_names(prefect_flow_run_of(shared_project, again["mlflow_run_id"]))
+    assert f"reuse run {first_run['mlflow_run_id']}" in names
+    assert not any(n.startswith(("train", "evaluate", "register")) for n in names)
+    skipped = client_for(shared_project).get_run(again["mlflow_run_id"])
+    assert skipped.data.tags["skipped"] == "unchanged" and "test_accuracy" not in skipped.data.metrics
+
+
+def test_skip_unchanged_off_retrains(first_run, shared_project):
+    params = yaml.safe_load((shared_project / "params.yaml").read_text())
+    params["ops"]["skip_unchanged"] = False
+    (shared_project / "always.yaml").write_text(yaml.safe_dump(params))
+    again = retrain(RetrainParams(project_dir=str(shared_project), config="always.yaml"))
+    assert "skipped" not in again and again["mlflow_run_id"] != first_run["mlflow_run_id"]
+    assert again["registry"]["version"] != first_run["registry"]["version"]
+
+
+def test_same_inputs_give_the_same_model(first_run, shared_project):
+    """Seeded before the weights are initialised: a forced rerun scores exactly the same."""
+    again = retrain(RetrainParams(project_dir=str(shared_project), force=True))
+    assert again["mlflow_run_id"] != first_run["mlflow_run_id"]
+    assert again["evaluation"]["challenger"] == first_run["evaluation"]["challenger"]
 
 
 def corrupt(data_dir: Path) -> None:
@@ -153,7 +214,8 @@ def corrupt(data_dir: Path) -> None:
     labels.to_parquet(data_dir / "labels.parquet", index=False)
 
 
-def test_corrupted_data_fails_validation_and_registers_nothing(first_run, shared_project):
+def test_corrupted_data_fails_validation_and_registers_nothing(first_run, shared_project, tmp_path):
+    shared_project = Path(shutil.copytree(shared_project, tmp_path / "project", symlinks=True))
     client = client_for(shared_project)
     before = {v.version for v in client.search_model_versions(f"name='{MODEL}'")}
     champion = client.get_model_version_by_alias(MODEL, "champion").version

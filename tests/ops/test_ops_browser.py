@@ -71,3 +71,22 @@ def test_prefect_ui_quick_run_creates_a_flow_run_that_completes(stack, quick_run
     page.get_by_text(created[0]["name"]).first.wait_for()
     page.get_by_text("Completed").first.wait_for()
     shot(page, "prefect-quick-run-completed")
+
+
+def test_prefect_ui_graph_of_a_retrain_run_shows_each_stage(stack, quick_run_result, page):
+    """The first (training) run of the stack: its graph has one task run per stage."""
+    flow_run_id = quick_run_result["id"]
+    runs = api.call(
+        f"{stack.prefect_api_url}/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}}
+    )
+    names = {run["name"].rsplit("-", 1)[0] for run in runs}
+    stages = {"sync-data", "find-reusable-run", "validate", "split", "train", "evaluate", "gate", "register",
+              "summary"}  # fmt: skip
+    assert stages <= names, stages - names
+    page.goto(f"{stack.prefect_url}/runs/flow-run/{flow_run_id}")
+    page.get_by_text("Completed").first.wait_for()
+    page.wait_for_timeout(2000)  # the graph (a canvas) renders after the run's data arrives
+    shot(page, "prefect-retrain-graph")
+    page.get_by_role("tab", name="Task Runs").click()
+    page.get_by_text("find-reusable-run").first.wait_for()
+    shot(page, "prefect-retrain-task-runs")

@@ -1,6 +1,6 @@
 """A DVC remote over a real protocol: WebDAV served by wsgidav on 127.0.0.1 (a free port). A
-first checkout pushes a data version there; a second clone pulls it and reproduces the same
-run fingerprint (tasks/reuse.py) at the same checkout path, as every worker of a fleet has."""
+first checkout pushes a data version there; a second clone elsewhere pulls it and reproduces
+the same run fingerprint (tasks/reuse.py)."""
 
 from __future__ import annotations
 
@@ -82,18 +82,20 @@ def test_second_clone_pulls_the_pushed_version_over_webdav_and_reproduces_the_fi
     with _repo(project) as repo:
         assert repo.push(remote="webdav") > 0
     assert any(p.is_file() for p in share.rglob("*")), "nothing arrived on the WebDAV share"
-    fingerprint = run_fingerprint(str(project), settings, version, code_version())
+    fingerprint = run_fingerprint(settings, version, code_version())
     pushed = files_digest(project / "data")
+    shutil.rmtree(
+        project / ".modelmill", ignore_errors=True
+    )  # the first checkout's local remote: only WebDAV is left
 
-    # the first checkout goes away; a fresh clone takes its place (same path, like /srv/modelmill)
-    first = tmp_path / "first-checkout"
-    shutil.move(project, first)
-    git(tmp_path, "clone", "-q", str(first), str(project))
-    assert not (project / "data").exists() and not (project / ".dvc" / "cache").exists()
-    with _repo(project) as repo:
+    clone = tmp_path / "second-clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    assert not (clone / "data").exists() and not (clone / ".dvc" / "cache").exists()
+    with _repo(clone) as repo:
         repo.pull(remote="webdav")
-    assert data_version(project, settings) == version
-    assert files_digest(project / "data") == pushed
-    assert run_fingerprint(str(project), settings, version, code_version()) == fingerprint
-    with _repo(project) as repo:
+    settings = load_settings(clone / "params.yaml")
+    assert data_version(clone, settings) == version
+    assert files_digest(clone / "data") == pushed
+    assert run_fingerprint(settings, version, code_version()) == fingerprint
+    with _repo(clone) as repo:
         assert not repo.status(cloud=True, remote="webdav")  # clone and remote agree

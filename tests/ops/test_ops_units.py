@@ -8,22 +8,29 @@ import yaml
 
 from flows import stack as local_stack
 from modelmill.config import Settings
-from tasks.reuse import code_version, fingerprint_cache_key, run_fingerprint
+from tasks.reuse import code_version, run_fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_fingerprint_changes_with_data_config_and_code_not_with_ops(tmp_path):
+def test_fingerprint_covers_outcome_settings_data_code_and_libraries_only(monkeypatch):
+    from tasks import reuse
+
     settings = Settings()
-    base = run_fingerprint(str(tmp_path), settings, "abc.dir", "code1")
-    assert base == run_fingerprint(str(tmp_path), settings, "abc.dir", "code1")
-    assert base != run_fingerprint(str(tmp_path), settings, "abd.dir", "code1")
-    assert base != run_fingerprint(str(tmp_path), settings, "abc.dir", "code2")
-    assert base != run_fingerprint(str(tmp_path), settings.override({"train.seed": 7}), "abc.dir", "code1")
-    assert base != run_fingerprint(str(tmp_path / "other"), settings, "abc.dir", "code1")
-    ops_only = settings.override({"ops.timezone": "Europe/Paris", "ops.alert_webhook_url": "http://x"})
-    assert base == run_fingerprint(str(tmp_path), ops_only, "abc.dir", "code1")
-    assert fingerprint_cache_key(None, {"fingerprint": base}) == f"retrain-{base}"
+    base = run_fingerprint(settings, "abc.dir", "code1")
+    assert base != run_fingerprint(settings, "abd.dir", "code1")
+    assert base != run_fingerprint(settings, "abc.dir", "code2")
+    for changed in ({"train.seed": 7}, {"model.width": 16}, {"split.salt": "x"}, {"gate.tolerance": 0.1},
+                    {"compress.budget_points": 2.0}):  # fmt: skip
+        assert base != run_fingerprint(settings.override(changed), "abc.dir", "code1"), changed
+    not_outcome = settings.override({
+        "ops.timezone": "Europe/Paris", "ops.alert_webhook_url": "http://x", "labels.export_count": 7,
+        "compress.latency_repeats": 3, "compress.threads": 2, "tune.trials": 3, "data.push": False,
+    })  # fmt: skip
+    assert base == run_fingerprint(not_outcome, "abc.dir", "code1")
+    versions = reuse.library_versions()
+    monkeypatch.setattr(reuse, "library_versions", lambda: {**versions, "torch": "0.0.1"})
+    assert base != run_fingerprint(settings, "abc.dir", "code1")  # another torch, other numbers
 
 
 def test_code_version_is_stable_and_hex():
