@@ -71,7 +71,7 @@ def tune_cli(project: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def finished(proc: subprocess.Popen, project: Path, timeout: float = 420) -> None:
+def finished(proc: subprocess.Popen, project: Path, timeout: float = 900) -> None:
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
