@@ -77,7 +77,8 @@ def api(url: str, body: dict | None = None):
 def flow_runs(stack: local_stack.Stack) -> dict[str, dict]:
     """The latest flow run of each flow, by flow name, from the Prefect server's API."""
     flows = {f["id"]: f["name"] for f in api(f"{stack.prefect_api_url}/flows/filter", {})}
-    runs = api(f"{stack.prefect_api_url}/flow_runs/filter", {"sort": "START_TIME_DESC"})
+    started = {"state": {"type": {"not_any_": ["SCHEDULED"]}}}  # not the nightly schedule's future runs
+    runs = api(f"{stack.prefect_api_url}/flow_runs/filter", {"sort": "START_TIME_DESC", "flow_runs": started})
     latest: dict[str, dict] = {}
     for run in runs:
         latest.setdefault(flows[run["flow_id"]], run)
