@@ -22,7 +22,9 @@ and pruner settings are those of params.yaml unless given. Compare the ratios.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +33,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.env import configure  # noqa: E402
+
+# Prefect state in a temp folder, set before anything imports prefect (it reads its settings once)
+_STATE = tempfile.mkdtemp(prefix="modelmill-bench-tune-state-")
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
+configure(_STATE)
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "600"  # a busy machine
 
 import yaml  # noqa: E402
 
@@ -253,9 +263,6 @@ def fixed_compute(base: Settings, trials: int, epochs: int) -> dict:
 
 def dask_section(base: Settings, workdir: Path, data: Path, trials: int, epochs: int) -> None:
     """(c) Dask 1 vs 2 workers, beside the built-in pool and the machine's own control."""
-    from flows.env import configure
-
-    configure(workdir)  # Prefect state (ephemeral API database) inside the temp folder
     from tasks.tune_dask import api_for_workers, task_runner
 
     with api_for_workers():  # the ephemeral Prefect API up before any timing
