@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast ui system-deps bench clean-state help optuna bench-tuning \
+.PHONY: install run lint test test-fast ui system-deps bench clean-state help optuna bench-tuning \
         up up-pg down stack-status test-ops bench-skip
 
 help:  ## list the targets
@@ -24,7 +24,13 @@ run: $(STAMP)  ## bootstrap the data (DVC) and run the retrain flow once
 	$(BIN)/modelmill data bootstrap
 	$(BIN)/modelmill run
 
-test: $(STAMP)  ## the whole test suite (unit, tasks, flows, end to end)
+lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on modelmill/, import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint  ## lint, then the whole test suite (unit, tasks, flows, end to end)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## unit tests only
@@ -39,14 +45,17 @@ optuna: $(STAMP)  ## optuna-dashboard on http://127.0.0.1:8080 over the study st
 bench-tuning: $(STAMP)  ## tuning benchmark: pruning vs none, 1 vs 2 workers (digits)
 	$(BIN)/python bench/tuning.py
 
-system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchmark (root)
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  missing=""; \
-	  for p in chromium chromium-driver dataset-fashion-mnist; do \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	  if [ -n "$$missing" ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
-	else echo "system-deps: not root or no apt-get; skipping (browser tests will be skipped)"; fi
+# REQUIRED=1 (.ci/run): fail when a package is missing and cannot be installed, instead of skipping
+system-deps:  ## Debian packages for browser tests and the Fashion-MNIST benchmark (root; REQUIRED=1 fails if absent)
+	@missing=""; \
+	for p in chromium chromium-driver dataset-fashion-mnist; do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	elif [ "$(REQUIRED)" = 1 ]; then \
+	  echo "system-deps: missing$$missing and not root or no apt-get" >&2; exit 1; \
+	else echo "system-deps: missing$$missing; not root or no apt-get: skipping (browser tests will be skipped)"; fi
 
 bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in the same run)
 	$(BIN)/python bench/overhead.py

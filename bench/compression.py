@@ -60,7 +60,8 @@ def main() -> None:
     )
     print(
         f"\ncompress: {len(report.rows)} variants built and measured in {time.perf_counter() - tick:.1f} s "
-        f"(latency: median of {settings.compress.latency_repeats} runs, {settings.compress.threads} thread(s), "
+        f"(latency: median of {settings.compress.latency_repeats} runs, "
+        f"{settings.compress.threads} thread(s), "
         f"test split of {len(splits['test'][1])} items)\n"
     )
     print_table(report.rows, settings.compress.latency_batch_sizes)
@@ -120,7 +121,8 @@ def print_table(rows, batch_sizes) -> None:
         timing = " ".join(f"{r.latency_ms[b]:11.3f} {r.speedup[b]:8.2f}x" for b in batch_sizes)
         print(
             f"{r.name:24s} {r.accuracy:7.4f} {r.accuracy_delta_points:+7.2f} {r.size_bytes:8d} "
-            f"{r.size_ratio:6.3f}x {r.dense_size_bytes:8d} {r.parameters:7d} {r.nonzero_parameters:7d} {timing}"
+            f"{r.size_ratio:6.3f}x {r.dense_size_bytes:8d} {r.parameters:7d} "
+            f"{r.nonzero_parameters:7d} {timing}"
         )
 
 
@@ -144,7 +146,8 @@ def print_targets(report) -> None:
             r = report.row(name)
             line(
                 r.size_ratio <= 0.25 and r.accuracy_delta_points >= -1.0,
-                f"{name} >= 4x smaller ({1 / r.size_ratio:.1f}x) within 1 point ({r.accuracy_delta_points:+.2f})",
+                f"{name} >= 4x smaller ({1 / r.size_ratio:.1f}x) "
+                f"within 1 point ({r.accuracy_delta_points:+.2f})",
             )
 
 
@@ -156,7 +159,8 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
     classes = list(dataset.schema.classes)
     print("\ndistillation sweep (student trained with the same train config; alpha=0 is plain CE):")
     print(
-        f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} {'size x':>7s} {'acc':>7s} {'d_acc':>7s}"
+        f"{'width':>5s} {'hidden':>6s} {'T':>4s} {'alpha':>5s} {'params':>7s} {'size x':>7s} "
+        f"{'acc':>7s} {'d_acc':>7s}"
     )
     grid = itertools.product(SWEEP["width_hidden"], SWEEP["temperature"], SWEEP["alpha"])
     plain = [((w, h), 1.0, 0.0) for w, h in SWEEP["width_hidden"]]

@@ -116,14 +116,14 @@ def with_server(root: Path):
         PREFECT_SERVER_ANALYTICS_ENABLED="false",  # its own database:
         PREFECT_HOME=str(root / ".modelmill/prefect-server"),
     )
-    log = open(root / "prefect-server.log", "w")
-    proc = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(root / "prefect-server.log", "w") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/api"
     import urllib.request
 
@@ -201,7 +201,8 @@ def report(rows: dict[str, tuple[float, float, float]]) -> None:
         fixed = (wall - train_s) - (bare_wall - bare_train)
         print(
             f"{name:42} {wall:8.1f} {train_s:8.1f} {sps:10.0f} {wall / bare_wall:10.3f} "
-            f"{(wall - bare_wall) / bare_wall:9.1%} {fixed:8.1f} {fixed / bare_wall:8.1%} {sps / bare_sps:9.3f}"
+            f"{(wall - bare_wall) / bare_wall:9.1%} {fixed:8.1f} {fixed / bare_wall:8.1%} "
+            f"{sps / bare_sps:9.3f}"
         )
         if name != "bare PyTorch script":
             verdicts.append(

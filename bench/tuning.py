@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.control_job:
-        return control_job(args.control_job, args.epochs)
+        control_job(args.control_job, args.epochs)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = Path(args.config) if Path(args.config).exists() else None
     extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -221,7 +222,7 @@ def main() -> None:
                     )
             pruning_table(args.trials, seeds, runs)
         if args.only == "pruning":
-            return None
+            return
 
         # same compute per trial, so the ratio measures parallelism, not which architectures
         # each run happened to sample

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -173,11 +174,12 @@ class SearchParam(_Section):
             raise ValueError("int needs integer low and high")
         return self
 
-    def candidates(self) -> list:
+    def candidates(self) -> list[str | int | float | bool]:
         """Values at the edges of the space (checked against the configuration's own rules)."""
         if self.type == "categorical":
-            return list(self.choices)
-        cast = int if self.type == "int" else float
+            return list(self.choices or ())
+        assert self.low is not None and self.high is not None  # _well_formed
+        cast: type[int] | type[float] = int if self.type == "int" else float
         return [cast(self.low), cast(self.high)]
 
 
@@ -248,7 +250,7 @@ class TuneConfig(_Section):
             section, _, leaf = key.partition(".")
             field = Settings.model_fields.get(section) if section != "tune" else None
             sub = field.annotation if field is not None else None
-            if sub is None or leaf not in sub.model_fields:
+            if not (isinstance(sub, type) and issubclass(sub, BaseModel)) or leaf not in sub.model_fields:
                 raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
             for value in param.candidates():
                 try:
@@ -305,7 +307,7 @@ class Settings(_Section):
         return _validate(tree, source="overrides")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = ""):
+def _flatten(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for key, value in tree.items():
         if isinstance(value, dict):
             yield from _flatten(value, f"{prefix}{key}.")

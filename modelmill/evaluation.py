@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 @dataclass
@@ -19,7 +25,7 @@ class EvaluationReport:
     confusion: list[list[int]]
     classes: list[str]
     n: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self, prefix: str = "test_") -> dict[str, float]:
         """Flat metrics for a tracker: overall and per-class F1."""
@@ -35,7 +41,7 @@ class EvaluationReport:
         return float(getattr(self, metric))
 
 
-def evaluate_predictions(y_true, y_pred, classes: list[str]) -> EvaluationReport:
+def evaluate_predictions(y_true: ArrayLike, y_pred: ArrayLike, classes: list[str]) -> EvaluationReport:
     """Metrics of predicted class indices against true ones (classes absent from both count 0)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
@@ -64,7 +70,9 @@ def evaluate_predictions(y_true, y_pred, classes: list[str]) -> EvaluationReport
     )
 
 
-def evaluate_model(model, x, y, classes: list[str]) -> EvaluationReport:
+def evaluate_model(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[str]
+) -> EvaluationReport:
     from modelmill.training import predict_proba
 
     return evaluate_predictions(y.numpy(), predict_proba(model, x).argmax(1).numpy(), classes)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -96,7 +97,12 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 
 def _fit(
-    model: nn.Module, train_xy, val_xy, cfg: TrainConfig, on_epoch: OnEpoch | None, loss: LossFn | None
+    model: nn.Module,
+    train_xy: tuple[torch.Tensor, torch.Tensor],
+    val_xy: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    on_epoch: OnEpoch | None,
+    loss: LossFn | None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -110,8 +116,8 @@ def _fit(
     for epoch in range(1, cfg.epochs + 1):
         tick, model = time.perf_counter(), model.train()
         seen, loss_sum, correct = 0, 0.0, 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for x_batch, y_batch in loader:
+            x, y = x_batch.to(device, non_blocking=True), y_batch.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
             batch_loss = loss(logits, x, y) if loss is not None else loss_fn(logits, y)
@@ -133,7 +139,7 @@ def _fit(
             on_epoch(metrics)
         if epoch - best_epoch >= cfg.patience:
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict(cast(dict[str, Any], best_state))  # set at epoch 1 unless val_loss is NaN
     return TrainResult(
         model.cpu().eval(),
         best_epoch,

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
@@ -65,13 +65,15 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
     """The one place the space becomes suggest_* calls; returns dotted config overrides."""
     overrides: dict[str, Any] = {}
     for key, p in space.items():
+        # SearchParam's validator guarantees choices for categorical, low and high otherwise
+        low, high = cast(float, p.low), cast(float, p.high)
         if p.type == "categorical":
-            overrides[key] = trial.suggest_categorical(key, p.choices)
+            overrides[key] = trial.suggest_categorical(key, cast(list[str | int | float | bool], p.choices))
         elif p.type == "int":
             step = int(p.step) if p.step else 1
-            overrides[key] = trial.suggest_int(key, int(p.low), int(p.high), step=step, log=p.log)
+            overrides[key] = trial.suggest_int(key, int(low), int(high), step=step, log=p.log)
         else:
-            overrides[key] = trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
+            overrides[key] = trial.suggest_float(key, low, high, step=p.step, log=p.log)
     return overrides
 
 
@@ -99,7 +101,7 @@ def data_fingerprint(data_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def direction(cfg: TuneConfig) -> str:
+def direction(cfg: TuneConfig) -> Literal["minimize", "maximize"]:
     return "minimize" if cfg.metric == "val_loss" else "maximize"
 
 
@@ -217,7 +219,8 @@ def _previous_best(storage: RDBStorage, cfg: TuneConfig, name: str) -> dict[str,
     if not related:
         return None
     newest = max(related, key=lambda s: s.datetime_start or datetime.min)
-    return {k: v for k, v in newest.best_trial.params.items() if k in cfg.space}
+    best = cast(FrozenTrial, newest.best_trial)  # filtered above
+    return {k: v for k, v in best.params.items() if k in cfg.space}
 
 
 def summarize(study: optuna.Study, url: str, seconds: float = 0.0) -> TuneResult:
@@ -277,7 +280,7 @@ class Objective:
         finally:  # complete, pruned or failed: one write (per epoch, it grew with every epoch)
             trial.set_user_attr(HISTORY_ATTR, history)
         trial.set_user_attr("best_epoch", result.best_epoch)
-        return getattr(result.best, cfg.metric)
+        return float(getattr(result.best, cfg.metric))
 
 
 def load_splits(settings: Settings) -> dict[str, Any]:
@@ -327,7 +330,7 @@ def run_worker(
     url: str,
     worker: int,
     callbacks: Sequence[TrialCallback] = (),
-    splits: dict | None = None,
+    splits: dict[str, Any] | None = None,
     spawned: bool = False,
 ) -> None:
     """One worker: load the study and run trials until it has `tune.trials` finished ones."""
@@ -392,7 +395,11 @@ def _run_processes(
             raise
         finally:
             codes = [proc.wait() for proc in procs]
-    failed = [f"worker {i} (pid {p.pid}, exit {c})" for i, (p, c) in enumerate(zip(procs, codes), 1) if c]
+    failed = [
+        f"worker {i} (pid {p.pid}, exit {c})"
+        for i, (p, c) in enumerate(zip(procs, codes, strict=True), 1)
+        if c
+    ]
     if failed:
         raise TuningError(
             f"tuning {', '.join(failed)} failed; the study '{name}' keeps its "

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,10 @@ import pandas as pd
 from modelmill.config import ValidationConfig
 from modelmill.data import ID, LABEL, Dataset
 from modelmill.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    from great_expectations.data_context import AbstractDataContext
 
 SUITE_NAME = "modelmill-dataset"
 DERIVED = ("_pixel_nulls", "_pixel_min", "_pixel_max")
@@ -29,7 +34,7 @@ class FailedExpectation:
     column: str | None
     description: str
     unexpected_count: int | None
-    examples: list[dict] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         where = f" on column '{self.column}'" if self.column else ""
@@ -43,7 +48,7 @@ class ValidationReport:
     success: bool
     evaluated: int
     failed: list[FailedExpectation]
-    result: dict
+    result: dict[str, Any]
     docs_index: Path | None = None
 
     def summary(self) -> str:
@@ -75,7 +80,7 @@ def validation_frame(dataset: Dataset) -> pd.DataFrame:
     return frame
 
 
-def build_suite(dataset: Dataset, cfg: ValidationConfig):
+def build_suite(dataset: Dataset, cfg: ValidationConfig) -> gx.ExpectationSuite:
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -143,19 +148,23 @@ def validate(dataset: Dataset, cfg: ValidationConfig, docs_dir: str | Path | Non
     return _report(result.to_json_dict(), frame, cfg, docs_index)
 
 
-def _context(docs_dir):
+def _context(docs_dir: str | Path | None) -> AbstractDataContext:
     import great_expectations as gx
 
+    context: AbstractDataContext
     if docs_dir is None:
         context = gx.get_context(mode="ephemeral")
     else:
         context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    # a plain dict works (ProgressBarsConfig is a DictDot) and serializes as before
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
     return context
 
 
-def _report(result: dict, frame: pd.DataFrame, cfg: ValidationConfig, docs_index) -> ValidationReport:
-    failed = []
+def _report(
+    result: dict[str, Any], frame: pd.DataFrame, cfg: ValidationConfig, docs_index: Path | None
+) -> ValidationReport:
+    failed: list[FailedExpectation] = []
     for res in result["results"]:
         if res["success"]:
             continue
@@ -179,7 +188,7 @@ def _report(result: dict, frame: pd.DataFrame, cfg: ValidationConfig, docs_index
     )
 
 
-def _describe(kind: str, column, kwargs: dict, detail: dict) -> str:
+def _describe(kind: str, column: str | None, kwargs: dict[str, Any], detail: dict[str, Any]) -> str:
     if column in _DESCRIPTIONS:
         return _DESCRIPTIONS[column]
     if kind == "expect_table_columns_to_match_set":
@@ -201,8 +210,10 @@ def _describe(kind: str, column, kwargs: dict, detail: dict) -> str:
     return json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, default=str)[:200]
 
 
-def _examples(detail: dict, column, frame: pd.DataFrame, limit: int) -> list[dict]:
-    rows = []
+def _examples(
+    detail: dict[str, Any], column: str | None, frame: pd.DataFrame, limit: int
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for entry in (detail.get("partial_unexpected_index_list") or [])[:limit]:
         item_id = entry.get(ID) if isinstance(entry, dict) else None
         example = {ID: item_id}

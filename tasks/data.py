@@ -86,7 +86,7 @@ def sync_data(project_dir: str, settings: Settings) -> str:
         try:
             with _repo(project_dir) as repo:
                 repo.pull(targets=[str(pointer)], remote=settings.data.dvc_remote)
-        except Exception as exc:  # the remote may hold nothing yet on a fresh clone
+        except Exception as exc:  # noqa: BLE001 - the remote may hold nothing yet on a fresh clone
             logger.warning("dvc pull failed (%s); bootstrapping the built-in source", exc)
     if not _complete(data_dir):
         if settings.data.source not in SOURCES:

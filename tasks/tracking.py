@@ -250,7 +250,6 @@ class Tracker:
             monitor.finish()
 
 
-
 def end_status(error: BaseException | None) -> str:
     """The MLflow run status for how a block ended: FINISHED, KILLED (interrupted, cancelled,
     terminated) or FAILED."""

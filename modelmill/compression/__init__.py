@@ -122,7 +122,10 @@ def compress(
     arch = architecture_of(teacher, image_shape)
     variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant)
     latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
-    rows = [measure(v, splits["test"], classes, cfg, latency) for v, latency in zip(variants, latencies)]
+    rows = [
+        measure(v, splits["test"], classes, cfg, latency)
+        for v, latency in zip(variants, latencies, strict=True)
+    ]
     compare_to_baseline(rows, rows[0])
     selection = select_variant(rows, "float", cfg.budget_points, cfg.select_by, cfg.serving_batch_size)
     report = CompressionReport(rows, selection, {v.name: v for v in variants}, skipped)

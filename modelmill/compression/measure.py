@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,12 +32,12 @@ class VariantRow:
     parameters: int
     nonzero_parameters: int
     latency_ms: dict[int, float]  # batch size -> median ms per batch
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     accuracy_delta_points: float = 0.0  # vs the float model, in points (negative = worse)
     size_ratio: float = 1.0
     speedup: dict[int, float] = field(default_factory=dict)  # float latency / this latency
 
-    def flat(self) -> dict:
+    def flat(self) -> dict[str, Any]:
         """Scalar columns for a table or tracker (latency/speedup by batch size)."""
         row = {k: v for k, v in asdict(self).items() if k not in ("latency_ms", "speedup", "settings")}
         row.update({f"latency_ms_b{b}": v for b, v in self.latency_ms.items()})
@@ -93,14 +94,14 @@ def interleaved_latency_ms(
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
-    timings = [{size: [] for size in batches} for _ in modules]
+    timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
         for module in modules:
             for batch in batches.values():
                 for _ in range(WARMUP_RUNS):
                     module(batch)
         for _ in range(cfg.latency_repeats):
-            for module, timing in zip(modules, timings):
+            for module, timing in zip(modules, timings, strict=True):
                 for size, batch in batches.items():
                     tick = time.perf_counter()
                     module(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,9 @@ from torch.nn.utils import prune
 
 from modelmill.compression.storage import Architecture, Recipe, apply_recipe, to_bytes
 from modelmill.config import CompressConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from modelmill.training import LossFn
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -25,7 +29,7 @@ class Variant:
     module: nn.Module
     arch: Architecture
     recipe: Recipe = field(default_factory=Recipe)
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
     payload: bytes | None = field(default=None, repr=False)
 
     def stored(self) -> bytes:
@@ -102,7 +106,7 @@ def pruned(
     )
 
 
-def distillation_loss(teacher: nn.Module, temperature: float, alpha: float):
+def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> LossFn:
     """alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels)."""
 
     def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

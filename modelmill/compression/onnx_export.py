@@ -28,7 +28,7 @@ def export_onnx(module: nn.Module, image_shape: tuple[int, int], opset: int = 17
         torch.onnx.export(
             module.eval(),
             example,
-            buffer,
+            buffer,  # type: ignore[arg-type]  # annotated as a path; the TorchScript exporter takes a file too
             dynamo=False,
             opset_version=opset,
             input_names=["image"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from modelmill.compression.measure import VariantRow
@@ -33,7 +34,9 @@ def select_variant(
     """Among the non-baseline rows whose accuracy drop is within budget and which beat the
     baseline on the criterion, the one with the least size (or latency at the serving batch)."""
     base = next(r for r in rows if r.name == baseline)
-    cost = (lambda r: r.size_bytes) if select_by == "size" else (lambda r: r.latency_ms[serving_batch_size])
+    cost: Callable[[VariantRow], float] = (
+        (lambda r: r.size_bytes) if select_by == "size" else (lambda r: r.latency_ms[serving_batch_size])
+    )
     unit = "bytes" if select_by == "size" else f"ms at batch {serving_batch_size}"
     selection, fits = Selection(None, budget_points, select_by), []
     for row in rows:

@@ -12,6 +12,7 @@ import io
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ class Architecture:
     def build(self) -> nn.Module:
         return build_model(self.image_shape, self.num_classes, self.model).eval()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "image_shape": list(self.image_shape),
             "num_classes": self.num_classes,
@@ -44,15 +45,20 @@ class Architecture:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Architecture:
-        return cls(tuple(raw["image_shape"]), int(raw["num_classes"]), ModelConfig(**raw["model"]))
+    def from_dict(cls, raw: dict[str, Any]) -> Architecture:
+        return cls(
+            cast(tuple[int, int], tuple(raw["image_shape"])),
+            int(raw["num_classes"]),
+            ModelConfig(**raw["model"]),
+        )
 
 
 def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architecture:
     """Read the ModelConfig back from a float ConvNet (a champion loaded from the registry)."""
-    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-    linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
-    dropouts = [m for m in model.classifier if isinstance(m, nn.Dropout)]
+    features, classifier = cast(nn.Sequential, model.features), cast(nn.Sequential, model.classifier)
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
+    linears = [m for m in classifier if isinstance(m, nn.Linear)]
+    dropouts = [m for m in classifier if isinstance(m, nn.Dropout)]
     if not convs or len(linears) != 2:
         raise CompressionError(f"{type(model).__name__}: not a modelmill ConvNet (conv blocks + 2 linear)")
     cfg = ModelConfig(
@@ -61,7 +67,7 @@ def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architect
         hidden=linears[0].out_features,
         dropout=dropouts[0].p if dropouts else 0.0,
     )
-    return Architecture(tuple(image_shape), linears[1].out_features, cfg)
+    return Architecture(cast(tuple[int, int], tuple(image_shape)), linears[1].out_features, cfg)
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def apply_recipe(
         raise CompressionError(f"recipe.quantization: unknown '{recipe.quantization}'")
     module = copy.deepcopy(module).cpu().eval()
     if recipe.quantization == "dynamic_int8":
-        return torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+        return cast(nn.Module, torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8))
     if recipe.quantization == "static_int8":
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -109,14 +109,15 @@ class DawidSkene:
                 break
         prior, confusion = self._m_step(votes, truth)
         accuracy = np.einsum("k,akk->a", prior, confusion)
-        return truth, {str(a): round(float(r), 4) for a, r in zip(votes.annotators, accuracy)}
+        return truth, {str(a): round(float(r), 4) for a, r in zip(votes.annotators, accuracy, strict=True)}
 
     def _m_step(self, votes: Votes, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = len(votes.classes)
         prior = (truth.sum(0) + self.smoothing) / (truth.sum() + k * self.smoothing)
         confusion = np.full((len(votes.annotators), k, k), self.smoothing)
         # confusion[a, true, given] += P(true | item) for each vote of a on item
-        np.add.at(confusion, (votes.annotator, slice(None), votes.label), truth[votes.item])
+        where = cast(Any, (votes.annotator, slice(None), votes.label))  # numpy's stubs take no slice here
+        np.add.at(confusion, where, truth[votes.item])
         return prior, confusion / confusion.sum(axis=2, keepdims=True)
 
     @staticmethod
@@ -127,7 +128,7 @@ class DawidSkene:
         return _normalise(np.exp(log))
 
 
-STRATEGIES: dict[str, type] = {"majority": MajorityVote, "dawid_skene": DawidSkene}
+STRATEGIES: dict[str, type[Strategy]] = {"majority": MajorityVote, "dawid_skene": DawidSkene}
 
 
 def strategy_named(name: str) -> Strategy:
@@ -229,7 +230,7 @@ def _cohen(votes: Votes, multi: np.ndarray) -> float | None:
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     total = matrix.sum(1, keepdims=True)
-    return np.divide(matrix, total, out=np.zeros_like(matrix, dtype=float), where=total > 0)
+    return cast(np.ndarray, np.divide(matrix, total, out=np.zeros_like(matrix, dtype=float), where=total > 0))
 
 
 def _vote_summaries(counts: np.ndarray, classes: Sequence[str]) -> list[str]:

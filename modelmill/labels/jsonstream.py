@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 CHUNK_CHARS = 1 << 23  # 8 Mi characters per read
 MAX_ELEMENT_CHARS = 1 << 26  # one element above 64 Mi characters is refused, not buffered
@@ -91,7 +91,8 @@ class JSONListStream:
 
     def _skip_whitespace(self) -> None:
         while True:
-            self.pos = _WHITESPACE.match(self.buf, self.pos).end()
+            # the pattern matches the empty string, so it always matches
+            self.pos = cast(re.Match[str], _WHITESPACE.match(self.buf, self.pos)).end()
             if self.pos < len(self.buf) or not self._fill():
                 return
 

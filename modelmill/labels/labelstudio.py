@@ -9,6 +9,7 @@ not an export of this kind is refused as a whole (ExportFormatError).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -17,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import pandas as pd
 
@@ -56,8 +58,8 @@ class ParsedExport:
     format: str
     tasks: int = 0
     annotations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))
-    ignored: Counter = field(default_factory=Counter)
-    skipped: Counter = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     problems: list[RowProblem] = field(default_factory=list)
     predictions: int = 0
     drafts: int = 0
@@ -73,20 +75,20 @@ class _Collector:
     def __init__(self, path: str, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None):
         self.path, self.cfg = path, cfg
         self.classes, self.known_ids = set(classes), known_ids
-        self.rows: list[tuple] = []
-        self.ignored: Counter = Counter()
-        self.skipped: Counter = Counter()
+        self.rows: list[tuple[str, str, str, str, str, bool, str, str]] = []
+        self.ignored: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
         self.problems: list[RowProblem] = []
         self.other_kinds: dict[str, str] = {}  # result kind -> first place seen
         self.predictions = self.drafts = 0
-        self.row_tasks: set = set()  # JSON-MIN and CSV: one row per annotation; count distinct tasks
+        self.row_tasks: set[str] = set()  # JSON-MIN and CSV: one row per annotation; count distinct tasks
 
     def skip(self, where: str, reason: str, kind: str, count: int = 1) -> None:
         self.skipped[kind] += count
         if len(self.problems) < PROBLEMS_KEPT:
             self.problems.append(RowProblem(self.path, where, reason))
 
-    def item_ok(self, item_id, where: str, annotations: int) -> bool:
+    def item_ok(self, item_id: Any, where: str, annotations: int) -> bool:
         if annotations == 0:
             return True
         if item_id is None or item_id == "":
@@ -97,7 +99,7 @@ class _Collector:
             return False
         return True
 
-    def label_ok(self, choices, where: str) -> str | None:
+    def label_ok(self, choices: list[Any], where: str) -> str | None:
         if len(choices) != 1:
             self.skip(where, f"{len(choices)} choices {choices!r}; expected exactly one", "several choices")
             return None
@@ -107,7 +109,17 @@ class _Collector:
             return None
         return label
 
-    def add(self, annotation, item_id, annotator, label, updated_at, preferred, status, task) -> None:
+    def add(
+        self,
+        annotation: str,
+        item_id: str,
+        annotator: str,
+        label: str,
+        updated_at: str,
+        preferred: bool,
+        status: str,
+        task: str,
+    ) -> None:
         self.rows.append((annotation, item_id, annotator, label, updated_at, preferred, status, task))
 
     def frame(self, sha256: str) -> pd.DataFrame:
@@ -120,13 +132,13 @@ class _Collector:
 class _HashingReader(io.RawIOBase):
     """A binary file wrapper that hashes what is read, so the export is read once."""
 
-    def __init__(self, raw):
+    def __init__(self, raw: BinaryIO) -> None:
         self.raw, self.digest = raw, hashlib.sha256()
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: Any) -> int:
         data = self.raw.read(len(buffer))
         self.digest.update(data)
         buffer[: len(data)] = data
@@ -247,7 +259,7 @@ def _read_json(reader: _HashingReader, collector: _Collector) -> tuple[str, int]
     return kind, tasks
 
 
-def _full_task(task: dict, where: str, collector: _Collector) -> None:
+def _full_task(task: dict[str, Any], where: str, collector: _Collector) -> None:
     data = task.get("data")
     if not isinstance(data, dict):
         raise ExportFormatError(collector.path, where, "task has no 'data' object")
@@ -265,7 +277,9 @@ def _full_task(task: dict, where: str, collector: _Collector) -> None:
             collector.skip(where, "annotation is not an object", "malformed annotation")
 
 
-def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector: _Collector) -> None:
+def _full_annotation(
+    ann: dict[str, Any], item_id: str, task: dict[str, Any], where: str, collector: _Collector
+) -> None:
     annotator = _annotator(ann.get("completed_by"))
     where = f"{where}, annotation {ann.get('id')}"
     status, review = USED, (_review(ann) if "reviews" in ann or "review" in ann else None)
@@ -278,9 +292,10 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
         choices = _choices(_list(ann, "result", where, collector), where, collector)
         if choices is None:
             return
-        label = collector.label_ok(choices, where)
-        if label is None:
+        chosen = collector.label_ok(choices, where)
+        if chosen is None:
             return
+        label = chosen
     if status != USED:
         collector.ignored["cancelled" if status == CANCELLED else "rejected in review"] += 1
     collector.add(
@@ -295,7 +310,7 @@ def _full_annotation(ann: dict, item_id: str, task: dict, where: str, collector:
     )
 
 
-def _list(obj: dict, key: str, where: str, collector: _Collector) -> list:
+def _list(obj: dict[str, Any], key: str, where: str, collector: _Collector) -> list[Any]:
     value = obj.get(key)
     if value is None:
         return []
@@ -304,7 +319,7 @@ def _list(obj: dict, key: str, where: str, collector: _Collector) -> list:
     return value
 
 
-def _choices(results: list, where: str, collector: _Collector) -> list | None:
+def _choices(results: list[Any], where: str, collector: _Collector) -> list[Any] | None:
     """The choices of the configured from_name, or None (ignored, other kinds remembered)."""
     cfg = collector.cfg
     for result in results:
@@ -317,11 +332,11 @@ def _choices(results: list, where: str, collector: _Collector) -> list | None:
                 return choices
         kind = f"'{result.get('type')}' results of '{result.get('from_name')}'"
         collector.other_kinds.setdefault(kind, where)
-    collector.ignored["no choice of '%s'" % cfg.from_name] += 1
+    collector.ignored[f"no choice of '{cfg.from_name}'"] += 1
     return None
 
 
-def _review(ann: dict) -> bool | None:
+def _review(ann: dict[str, Any]) -> bool | None:
     """True when the latest review accepted the annotation, False when it rejected it."""
     reviews = ann.get("reviews") or ([ann["review"]] if isinstance(ann.get("review"), dict) else [])
     reviews = reviews if isinstance(reviews, list) else []
@@ -329,30 +344,30 @@ def _review(ann: dict) -> bool | None:
     if not reviews:
         return None
     latest = max(reviews, key=lambda r: str(r.get("updated_at") or r.get("created_at") or ""))
-    return latest["accepted"]
+    return cast(bool, latest["accepted"])
 
 
-def _annotator(completed_by) -> str:
+def _annotator(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
         completed_by = completed_by.get("id", completed_by.get("email"))
     return "" if completed_by is None else str(completed_by)
 
 
-def _key(annotation_id, task_id, annotator: str) -> str:
+def _key(annotation_id: Any, task_id: Any, annotator: str) -> str:
     """Annotation ids are unique within a Label Studio instance; without one, task + annotator."""
     if annotation_id not in (None, ""):
         return str(annotation_id)
     return f"task{task_id}/{annotator or '?'}"
 
 
-def _min_row(row: dict, where: str, collector: _Collector) -> None:
+def _min_row(row: dict[str, Any], where: str, collector: _Collector) -> None:
     """One JSON-MIN (or CSV) row: task data fields flattened, one annotation per row."""
     cfg = collector.cfg
     where = f"{where} (id {row.get('id')})"
     collector.row_tasks.add(str(row.get("id", where)))
     value = row.get(cfg.from_name)
     if value in (None, ""):
-        collector.ignored["no choice of '%s'" % cfg.from_name] += 1
+        collector.ignored[f"no choice of '{cfg.from_name}'"] += 1
         return
     if not collector.item_ok(row.get(cfg.item_id_field), where, 1):
         return
@@ -394,7 +409,8 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
         for column in (collector.cfg.item_id_field, collector.cfg.from_name):
             if header and column not in header:
                 raise ExportFormatError(collector.path, "row 1 (header)", f"no column '{column}'")
-        for tasks, row in enumerate(_csv_rows(rows), start=1):
+        for row in _csv_rows(rows):
+            tasks += 1
             _min_row(row, f"row {rows.line_num}", collector)
     except csv.Error as exc:
         raise ExportFormatError(collector.path, f"row {rows.line_num}", f"not valid CSV ({exc})") from None
@@ -403,12 +419,10 @@ def _read_csv(reader: _HashingReader, collector: _Collector) -> int:
     return tasks
 
 
-def _csv_rows(rows: csv.DictReader) -> Iterator[dict]:
+def _csv_rows(rows: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
     for row in rows:
         for key, cell in row.items():
             if isinstance(cell, str) and cell[:1] in "[{":
-                try:
+                with contextlib.suppress(ValueError):
                     row[key] = json.loads(cell)
-                except ValueError:
-                    pass
         yield row

@@ -14,10 +14,11 @@ import hashlib
 import io
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,13 @@ _CONTENT = ["item_id", "annotator", "label", "updated_at", "preferred", "status"
 
 @dataclass
 class ImportReport:
-    files: list[dict]
+    files: list[dict[str, Any]]
     resolution: Resolution
     tasks: int = 0
     annotations: int = 0
     used: int = 0
-    ignored: Counter = field(default_factory=Counter)
-    skipped: Counter = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     repeated: int = 0
     superseded: int = 0
@@ -66,7 +67,7 @@ class ImportReport:
     def metrics(self) -> dict[str, float]:
         """Scalar figures (for MLflow metrics and the summary table)."""
         res = self.resolution
-        figures = {
+        figures: dict[str, float] = {
             "tasks": self.tasks,
             "annotations": self.annotations,
             "annotations_used": self.used,
@@ -121,7 +122,7 @@ def import_exports(
     return report
 
 
-def _unique(parsed) -> list[ParsedExport]:
+def _unique(parsed: Iterable[ParsedExport]) -> list[ParsedExport]:
     seen: dict[str, ParsedExport] = {}
     for export in parsed:
         seen.setdefault(export.sha256, export)
@@ -143,8 +144,10 @@ def merge_ledger(old: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, in
     """
     new = new.drop_duplicates(["annotation", *_CONTENT])
     key = ["annotation", *_CONTENT]
-    known = set(zip(*(old[c].tolist() for c in key))) if len(old) else set()
-    is_repeat = np.fromiter((row in known for row in zip(*(new[c].tolist() for c in key))), bool, len(new))
+    known = set(zip(*(old[c].tolist() for c in key), strict=True)) if len(old) else set()
+    is_repeat = np.fromiter(
+        (row in known for row in zip(*(new[c].tolist() for c in key), strict=True)), bool, len(new)
+    )
     fresh = new[~is_repeat]
     combined = pd.concat([old.assign(_new=0), fresh.assign(_new=1)], ignore_index=True)
     combined = combined.sort_values(["annotation", "updated_at", "_new"], kind="stable")
@@ -163,11 +166,11 @@ def current_votes(ledger: pd.DataFrame, items: set[str]) -> pd.DataFrame:
 
 def merge_labels(
     labels: pd.DataFrame, resolved: pd.DataFrame, votes: pd.DataFrame
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """Canonical labels with resolved items set; unchanged labels keep their row and source."""
     ids, names, sources = labels[ID].tolist(), labels[LABEL].tolist(), labels[SOURCE].tolist()
-    current = dict(zip(ids, names))
-    decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist()))
+    current = dict(zip(ids, names, strict=True))
+    decided = dict(zip(resolved[ID].tolist(), resolved[LABEL].tolist(), strict=True))
     added = sorted(i for i in decided if i not in current)
     changed = {i: label for i, label in decided.items() if i in current and current[i] != label}
     counts = {
@@ -191,7 +194,7 @@ def merge_labels(
     return merged.astype({ID: str, LABEL: str, SOURCE: str}), counts
 
 
-def _isin(column: pd.Series, values: set) -> np.ndarray:
+def _isin(column: pd.Series, values: set[str]) -> np.ndarray:
     """Membership as a bool array (plain set lookups: pandas' isin on arrow strings is ~8x slower)."""
     return np.fromiter((v in values for v in column.tolist()), bool, len(column))
 
@@ -205,9 +208,9 @@ def provenance(votes: pd.DataFrame) -> pd.Series:
     ordered = votes.sort_values([ID, "annotation"], kind="stable")
     items, keys = ordered[ID].tolist(), ordered["annotation"].tolist()
     stamps, exports = ordered["updated_at"].tolist(), ordered["export"].tolist()
-    out = {}
-    for item, rows in groupby(range(len(items)), key=items.__getitem__):
-        rows = list(rows)
+    out: dict[str, str] = {}
+    for item, group in groupby(range(len(items)), key=items.__getitem__):
+        rows = list(group)
         latest = max(rows, key=lambda r: (stamps[r], keys[r]))
         annotation_set = hashlib.sha256("\n".join(keys[r] for r in rows).encode()).hexdigest()[:12]
         out[item] = f"{SOURCE_PREFIX}:{exports[latest][:12]}/{annotation_set}"
@@ -215,7 +218,7 @@ def provenance(votes: pd.DataFrame) -> pd.Series:
 
 
 def _report(
-    parsed: list[ParsedExport], resolution: Resolution, repeated: int, superseded: int, counts: dict
+    parsed: list[ParsedExport], resolution: Resolution, repeated: int, superseded: int, counts: dict[str, int]
 ) -> ImportReport:
     report = ImportReport(
         files=[],
@@ -307,5 +310,5 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     if list(a.columns) != list(b.columns) or len(a) != len(b):
         return False
     if list(a.dtypes) == list(b.dtypes):
-        return a.reset_index(drop=True).equals(b.reset_index(drop=True))
+        return bool(a.reset_index(drop=True).equals(b.reset_index(drop=True)))
     return bool((a.reset_index(drop=True).astype(str) == b.reset_index(drop=True).astype(str)).all().all())

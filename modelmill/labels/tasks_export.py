@@ -13,6 +13,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -32,10 +33,10 @@ def uncertainty(proba: np.ndarray, method: str = "margin") -> np.ndarray:
         raise ValueError(f"expected an (items, classes>=2) probability matrix, got shape {proba.shape}")
     if method == "margin":
         top2 = np.sort(proba, axis=1)[:, -2:]
-        return 1.0 - (top2[:, 1] - top2[:, 0])
+        return cast(np.ndarray, 1.0 - (top2[:, 1] - top2[:, 0]))
     if method == "entropy":
         safe = np.clip(proba, 1e-12, 1.0)
-        return -(proba * np.log(safe)).sum(axis=1)
+        return cast(np.ndarray, -(proba * np.log(safe)).sum(axis=1))
     raise ValueError(f"unknown uncertainty method '{method}' (known: {', '.join(METHODS)})")
 
 
@@ -44,7 +45,7 @@ def select_uncertain(
     proba: np.ndarray,
     count: int,
     method: str = "margin",
-    exclude: set[str] | frozenset = frozenset(),
+    exclude: set[str] | frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """The `count` least certain items (ties broken by item id), skipping `exclude`."""
     frame = pd.DataFrame(
@@ -66,11 +67,11 @@ def build_tasks(
     schema: DatasetSchema,
     cfg: LabelsConfig,
     model_version: str,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Label Studio import tasks for the selected rows (rows index into items/proba)."""
     pixels = items[schema.feature_columns].to_numpy(dtype=np.float64)
     tasks = []
-    for row, item_id in zip(selected["row"], selected[ID]):
+    for row, item_id in zip(selected["row"], selected[ID], strict=True):
         scores = proba[row]
         best = int(np.argmax(scores))
         tasks.append(
@@ -112,7 +113,7 @@ def labeling_config(classes: Sequence[str], cfg: LabelsConfig) -> str:
     )
 
 
-def write_tasks(path: str | Path, tasks: list[dict]) -> Path:
+def write_tasks(path: str | Path, tasks: list[dict[str, Any]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(tasks, indent=1) + "\n").encode())

@@ -1,32 +1,11 @@
 """The real CLI, as a user runs it, on a fresh clone of this repository."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-CLI = str(Path(sys.executable).with_name("modelmill"))
-
-
-def modelmill(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING"))}
-    env["COLUMNS"] = "120"
-    return subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def git_clone(target: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(REPO), str(target)], check=True)
-    for key, value in (("user.email", "e2e@modelmill.local"), ("user.name", "e2e")):
-        subprocess.run(["git", "config", key, value], cwd=target, check=True)
-    return target
-
-
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    return git_clone(tmp_path_factory.mktemp("clone") / "modelmill")
+from tests.e2e.conftest import REPO, modelmill
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -75,8 +54,8 @@ def test_run_prints_the_summary(clone):
 
 
 @pytest.mark.slow
-def test_verbose_run_prints_the_logs_live(tmp_path):
-    result = modelmill("run", "--epochs", "1", "-v", cwd=git_clone(tmp_path / "modelmill"))
+def test_verbose_run_prints_the_logs_live(clone):
+    result = modelmill("run", "--epochs", "1", "-v", cwd=clone)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Finished in state Completed" in result.stdout + result.stderr
 

@@ -53,7 +53,13 @@ def test_with_a_server_url_no_ephemeral_api_starts():
 
 
 def test_the_collector_is_on_again_after_a_failed_import():
-    with pytest.raises(ModuleNotFoundError), imports_without_gc():
-        assert not gc.isenabled()
-        import modelmill_no_such_module  # noqa: F401
-    assert gc.isenabled()
+    collector_during = []
+
+    def failing_import() -> None:
+        with imports_without_gc():
+            collector_during.append(gc.isenabled())
+            import modelmill_no_such_module  # noqa: F401
+
+    with pytest.raises(ModuleNotFoundError):
+        failing_import()
+    assert collector_during == [False] and gc.isenabled()

@@ -18,8 +18,8 @@ def test_quick_run_completes_and_logs_to_the_mlflow_server(stack, quick_run_resu
     assert len(runs) == 1
     run = runs[0]
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
-    # a 2-epoch tiny CNN: the metric must be there, not good
-    assert 0 < metrics["test_accuracy"] <= 1 and "val_loss" in metrics
+    # TEST_PARAMS' 2-epoch tiny CNN measured 0.57-0.64 over 3 seeds in-process (chance: 0.10)
+    assert metrics["test_accuracy"] >= 0.55 and "val_loss" in metrics
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     assert tags["data_version"].endswith(".dir") and tags["code_version"]
     versions = api.mlflow_get(
@@ -28,10 +28,8 @@ def test_quick_run_completes_and_logs_to_the_mlflow_server(stack, quick_run_resu
     # the run may also register `<name>-compressed` (compress step); one version of the model itself
     versions = [v for v in versions if not v["name"].endswith("-compressed")]
     assert len(versions) == 1
-    champion = api.mlflow_get(
-        stack.mlflow_url, "registered-models/alias", name=versions[0]["name"], alias="champion"
-    )["model_version"]
-    assert champion["version"] == versions[0]["version"]
+    # as it was when the run finished: later tests (skip-if-unchanged) retrain and may move it
+    assert quick_run_result["champion_version"] == versions[0]["version"]
 
 
 def test_nightly_deployment_has_cron_schedule_and_concurrency_limit(stack):

@@ -1,4 +1,4 @@
-"""Skip-if-unchanged: an unchanged run reuses the last one; a changed param, data version or --force retrains."""
+"""Skip-if-unchanged: an unchanged run reuses the last one; a changed param, data or --force retrains."""
 
 from __future__ import annotations
 

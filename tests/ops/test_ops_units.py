@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from flows import stack as local_stack
+from flows.env import project_env
 from modelmill.config import Settings
-from tasks.reuse import code_version, run_fingerprint
+from tasks.reuse import CODE_PACKAGES, code_version, run_fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,23 +38,52 @@ def test_fingerprint_covers_outcome_settings_data_code_and_libraries_only(monkey
     assert base != run_fingerprint(settings, "abc.dir", "code1")  # another torch, other numbers
 
 
-def test_code_version_is_stable_and_hex():
-    assert code_version() == code_version() and len(code_version()) == 16
-    int(code_version(), 16)
+def _code_version_of(tree: Path) -> str:
+    """code_version() as a run from `tree` computes it (a fresh process importing that tree)."""
+    probe = "from tasks.reuse import code_version; print(code_version())"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
 
 
-def test_prefect_yaml_declares_the_deployments_on_the_process_pool():
+def test_code_version_follows_the_source_files(tmp_path):
+    """An edit to any source file of a package a run executes changes it; other files do not."""
+    for name in CODE_PACKAGES:
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    base = _code_version_of(tmp_path)
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert base == code_version()  # the copy is this checkout's code
+    split = tmp_path / "modelmill" / "split.py"
+    original = split.read_text()
+    split.write_text(original + "\n# an edit\n")
+    edited = _code_version_of(tmp_path)
+    (tmp_path / "modelmill" / "notes.txt").write_text("not code\n")
+    assert _code_version_of(tmp_path) == edited != base
+    split.write_text(original)
+    (tmp_path / "flows" / "extra_stage.py").write_text("STAGE = 1\n")  # a new module counts too
+    assert _code_version_of(tmp_path) not in (base, edited)
+
+
+def test_prefect_yaml_deployments_load_as_flows_on_the_stacks_pool():
+    """Each entrypoint is a Prefect flow, on the pool `modelmill up` creates, with a valid schedule."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.flows import Flow, load_flow_from_entrypoint
+
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    deployments = {d["name"]: d for d in spec["deployments"]}
-    assert set(deployments) == {"nightly-retrain", "retrain", "tune", "import-labels", "compress"}
-    assert spec["pull"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $MODELMILL_ROOT }}"}}
-    ]
-    assert all(d["work_pool"]["name"] == local_stack.WORK_POOL for d in deployments.values())
-    nightly = deployments["nightly-retrain"]
-    assert nightly["schedules"][0]["cron"] == "0 2 * * *"
-    assert nightly["concurrency_limit"]["limit"] == 1
-    assert deployments["retrain"]["entrypoint"] == "flows/retrain.py:retrain"
+    for deployment in spec["deployments"]:
+        path, _, name = deployment["entrypoint"].partition(":")
+        flow = load_flow_from_entrypoint(f"{REPO / path}:{name}")
+        assert isinstance(flow, Flow), deployment["name"]
+        flow.validate_parameters(deployment.get("parameters") or {})
+        assert deployment["work_pool"]["name"] == local_stack.WORK_POOL
+        for schedule in deployment.get("schedules") or []:
+            CronSchedule(cron=schedule["cron"], timezone="UTC")  # raises on a malformed cron
+    # the pull step reads the root `modelmill up` exports
+    [pull] = spec["pull"]
+    directory = pull["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert project_env(REPO)[directory.strip("{} $")] == str(REPO)
 
 
 def test_deployable_skips_missing_entrypoints(tmp_path):

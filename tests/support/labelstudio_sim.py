@@ -116,7 +116,7 @@ def simulate(item_ids, truth, classes, accuracies, seed=0, start_id=1):
     """Tasks where annotator a labels each item correctly with probability accuracies[a]."""
     rng = np.random.default_rng(seed)
     tasks, ann_id = [], start_id
-    for t, (item_id, label) in enumerate(zip(item_ids, truth)):
+    for t, (item_id, label) in enumerate(zip(item_ids, truth, strict=True)):
         anns = []
         for annotator, accuracy in accuracies.items():
             given = label if rng.random() < accuracy else classes[int(rng.integers(len(classes)))]

@@ -67,7 +67,7 @@ def report(teacher, settings, splits):
     return compress(teacher, (8, 8), splits, list(digits.SCHEMA.classes), settings.compress, settings.train)
 
 
-def test_every_method_yields_a_measured_variant(report):
+def test_every_method_yields_a_measured_variant(report, splits):
     assert [r.name for r in report.rows] == [
         "float",
         "dynamic_int8",
@@ -76,8 +76,14 @@ def test_every_method_yields_a_measured_variant(report):
         "distilled",
         "distilled_static_int8",
     ]
+    x, y = splits["test"]
+    base = report.row("float")
     for row in report.rows:
-        assert 0 < row.accuracy <= 1 and 0 < row.macro_f1 <= 1
+        with torch.inference_mode():
+            predicted = report.variants[row.name].module(x).argmax(1)
+        assert row.accuracy == pytest.approx((predicted == y).float().mean().item()), row.name
+        delta = (row.accuracy - base.accuracy) * 100
+        assert row.accuracy_delta_points == pytest.approx(delta, abs=1e-4), row.name  # rounded to 4 places
         assert set(row.latency_ms) == {1, 64} and all(v > 0 for v in row.latency_ms.values())
     assert report.skipped == {}
 

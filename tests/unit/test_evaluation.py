@@ -37,7 +37,7 @@ def test_confusion_matrix_png(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "challenger, champion, promote",
+    ("challenger", "champion", "promote"),
     [(0.90, None, True), (0.95, 0.95, True), (0.946, 0.95, True), (0.944, 0.95, False), (0.99, 0.95, True)],
 )
 def test_gate(challenger, champion, promote):

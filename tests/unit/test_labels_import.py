@@ -40,7 +40,7 @@ def _annotated(tasks):
         [ann(81, 1, "owl", review=True), ann(82, 2, "cat"), ann(83, 3, "dog")],  # accepted review wins
     ]
     exported = []
-    for task_id, (task, anns) in enumerate(zip(tasks, plan), start=1):
+    for task_id, (task, anns) in enumerate(zip(tasks, plan, strict=True), start=1):
         item = task["data"]["item_id"]
         exported.append(
             sim.task(task_id, item, anns, predictions=["cat"], drafts=["dog"] if not anns else ())

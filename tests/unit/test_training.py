@@ -31,7 +31,7 @@ def test_training_learns_and_reports_each_epoch():
 def test_same_seed_same_weights():
     a = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG.model_copy(update={"epochs": 2}))
     b = train(build_model((8, 8), 2, MODEL), toy(), toy(seed=1), CFG.model_copy(update={"epochs": 2}))
-    for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+    for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
         assert torch.equal(pa, pb)
 
 

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 import optuna
 from modelmill import tuning
-from modelmill.config import load_settings
+from modelmill.config import Settings, load_settings
 from modelmill.data import bootstrap
 from modelmill.errors import ConfigError, TuningError
 
@@ -112,6 +112,32 @@ def test_median_pruner_prunes_unpromising_trials(settings, tmp_path):
     assert result.states["complete"] + result.states["pruned"] >= 4
     trial = next(t for t in _study(result).trials if t.state == TrialState.PRUNED)
     assert len(trial.user_attrs[tuning.HISTORY_ATTR]) < 3  # stopped before the epochs cap
+
+
+def test_default_hyperband_pruner_prunes_unpromising_trials(settings, tmp_path):
+    default = Settings().tune.pruner
+    assert default == "hyperband"
+    cfg = settings.override(
+        {  # a hopeless learning rate beside a good one; random sampling throughout
+            "tune.trials": 6,
+            "tune.epochs": 4,  # hyperband rungs at epochs 1 and 3 (reduction factor 3)
+            "tune.pruner": default,
+            "tune.sampler_startup_trials": 6,
+            "tune.space": {
+                "train.learning_rate": {"type": "categorical", "choices": [0.02, 1e-6]},
+                "model.width": {"type": "categorical", "choices": [4, 8]},
+            },
+        }
+    )
+    assert isinstance(tuning.make_pruner(cfg.tune), optuna.pruners.HyperbandPruner)
+    result = tuning.tune(cfg, "v1", root=tmp_path)
+    trials = _study(result).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and result.states["complete"] + result.states["pruned"] == 6
+    best = min(t.value for t in trials if t.state == TrialState.COMPLETE)
+    for trial in pruned:  # stopped before the cap, behind the best trial when it stopped
+        assert len(trial.user_attrs[tuning.HISTORY_ATTR]) < 4
+        assert trial.intermediate_values[max(trial.intermediate_values)] > best
 
 
 def test_new_data_version_warm_starts_from_previous_best(settings, tmp_path):
