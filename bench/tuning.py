@@ -203,7 +203,8 @@ def main() -> None:
             flush=True,
         )
         if args.only == "dask":
-            return dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
+            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
+            return
         if args.only != "workers":
             seeds = [first_seed + i for i in range(args.seeds)]
             labels = {"no pruning": "none", **{f"pruner {p}": p for p in args.pruners.split(",") if p}}
@@ -244,7 +245,7 @@ def main() -> None:
         if args.only is None:
             dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
-    return None
+    return
 
 
 def fixed_compute(base: Settings, trials: int, epochs: int) -> dict:
