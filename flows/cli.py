@@ -144,6 +144,9 @@ def tune_command(
     workers: int | None = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
     pruner: str | None = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
     storage: str | None = typer.Option(None, help="Optuna storage URL (tune.storage)"),
+    cluster: str | None = typer.Option(
+        None, help="trials on Dask: local:N worker processes or tcp://HOST:8786 (tune.cluster)"
+    ),
     dashboard: bool = typer.Option(
         False, "--dashboard", help="open optuna-dashboard over the storage instead"
     ),
@@ -165,6 +168,7 @@ def tune_command(
             workers=workers,
             pruner=pruner,
             storage=storage,
+            cluster=cluster,
         )
         settings = params.settings()  # a config error fails here, before Prefect starts
         if dashboard:
@@ -481,11 +485,16 @@ def ui(
 
 
 @app.command()
-def up(project_dir: str = ProjectOpt) -> None:
+def up(
+    project_dir: str = ProjectOpt,
+    postgres: bool = typer.Option(
+        False, "--postgres", help="run Prefect, MLflow and Optuna on the project's own PostgreSQL"
+    ),
+) -> None:
     """Start the local stack (Prefect server, process worker, MLflow server) and deploy prefect.yaml."""
     from flows.stack import main as stack_main
 
-    raise typer.Exit(stack_main(["up", project_dir]))
+    raise typer.Exit(stack_main(["up", project_dir, *(["--postgres"] if postgres else [])]))
 
 
 @app.command()

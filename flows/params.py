@@ -58,6 +58,7 @@ class TuneParams(ProjectParams):
     storage: SecretStr | None = Field(
         None, description="override tune.storage (SQLAlchemy URL; recorded masked: prefer params.yaml)"
     )
+    cluster: str | None = Field(None, description="override tune.cluster: local:N or tcp://HOST:8786 (Dask)")
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class TuneParams(ProjectParams):
             "tune.workers": self.workers,
             "tune.pruner": self.pruner,
             "tune.storage": self.storage.get_secret_value() if self.storage else None,
+            "tune.cluster": self.cluster,
         }
 
 

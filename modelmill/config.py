@@ -316,6 +316,9 @@ class TuneConfig(_Section):
     timeout: float | None = Field(None, gt=0, description="seconds for this invocation")
     workers: int = Field(1, ge=1, description="trials run at once (processes)")
     storage: SecretUrl = Field(SecretStr("sqlite:///optuna/optuna.db"), description="Optuna RDB storage URL")
+    cluster: str | None = Field(
+        None, description="trials on Dask: local:N (N worker processes) or tcp://HOST:PORT (a scheduler)"
+    )
     study_prefix: str = "modelmill"
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     epochs: int = Field(20, ge=1, description="epochs cap per trial (Hyperband max resource)")
@@ -343,6 +346,18 @@ class TuneConfig(_Section):
                 "tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)"
             )
         return value
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        kind, _, rest = value.partition(":")
+        if kind == "local" and rest.isdigit() and int(rest) >= 1:
+            return value
+        if kind in ("tcp", "tls") and rest.startswith("//") and rest[2:].rpartition(":")[2].isdigit():
+            return value
+        raise ValueError(f"'{value}' is not local:N (N >= 1) or tcp://HOST:PORT (a dask scheduler)")
 
     @field_validator("space")
     @classmethod

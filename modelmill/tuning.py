@@ -313,11 +313,11 @@ class _StopWhenDone:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         failed = sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))
-        if _started(study) >= self.trials or failed > self.trials:
+        if started_trials(study) >= self.trials or failed > self.trials:
             study.stop()
 
 
-def _started(study: optuna.Study) -> int:
+def started_trials(study: optuna.Study) -> int:
     """Finished trials plus the ones running now (in other workers: this one's has finished).
 
     A trial of a killed process stays RUNNING until its heartbeat is past the grace period:
@@ -351,7 +351,7 @@ def run_worker(
         sampler=make_sampler(cfg, 1009 * worker + seen),
         pruner=make_pruner(cfg),
     )
-    if _started(study) >= cfg.trials:
+    if started_trials(study) >= cfg.trials:
         return
     study.optimize(
         Objective(settings, splits, watch_parent=spawned),

@@ -6,6 +6,7 @@ plots; each trial is a child run (params, per-epoch metrics, state complete/prun
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ class TrialRunLogger:
             "optuna.trial_number": str(trial.number),
             "optuna.state": state,
             "optuna.retry_of": str(trial.system_attrs.get("failed_trial", "")),
+            "worker": str(trial.user_attrs.get("worker", "")),  # the Dask worker's address, if any
         }
         run = Tracker.start(
             self._settings,
@@ -77,7 +79,9 @@ def tune_study(
 ) -> dict[str, Any]:
     """Run (or resume) the study for this data version; returns the best params and value."""
     logger = get_run_logger()
-    settings = settings.override({"data.dir": str(Path(project_dir, settings.data.dir).resolve())})
+    settings = settings.override(
+        {"data.dir": str(Path(project_dir, settings.data.dir).resolve()), **stack_storage()}
+    )
     tags = {**tags, "data_version": data_version, "flow_stage": "tune"}
     with tuning.schema_lock(tracking_uri(settings, project_dir)):  # cooperating launchers
         connect(settings, project_dir)  # create the MLflow schema and experiment once
@@ -87,13 +91,22 @@ def tune_study(
             settings, project_dir, parent.run_id, {k: v for k, v in tags.items() if k != "flow_stage"}
         )
         logger.info(
-            "tuning: %d trials in total, %d worker(s), pruner %s, storage %s",
+            "tuning: %d trials in total, %s, pruner %s, storage %s",
             settings.tune.trials,
-            settings.tune.workers,
+            f"Dask cluster {settings.tune.cluster}"
+            if settings.tune.cluster
+            else f"{settings.tune.workers} worker(s)",
             settings.tune.pruner,
             settings.flat()["tune.storage"],
         )
-        result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
+        if settings.tune.cluster:  # every trial a task run on a Dask worker
+            from tasks.tune_dask import tune_on_cluster
+
+            result = tune_on_cluster(
+                settings, data_version, [trial_logger], settings.tune.cluster, project_dir
+            )
+        else:
+            result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         log_missing_trials(parent, study, trial_logger)
         log_study_summary(parent, study, result)
@@ -115,6 +128,12 @@ def tune_study(
         "seconds": result.seconds,
         "mlflow_run_id": parent.run_id,
     }
+
+
+def stack_storage() -> dict[str, str]:
+    """The Optuna storage of the running stack (`modelmill up --postgres` sets it), if any."""
+    url = os.environ.get("MODELMILL_OPTUNA_STORAGE")
+    return {"tune.storage": url} if url else {}
 
 
 def nest_tuning_run(ctx: RunContext, tuned: dict[str, Any]) -> None:
