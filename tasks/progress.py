@@ -60,7 +60,7 @@ class Bar:
         self._task: Any = None
 
     def __enter__(self) -> Bar:
-        if _console is not None:
+        if _console is not None and _console.is_terminal:  # a log or a pipe gets the stage lines only
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
