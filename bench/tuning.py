@@ -48,6 +48,7 @@ import optuna  # noqa: E402
 from modelmill import tuning  # noqa: E402
 from modelmill.config import Settings, load_settings  # noqa: E402
 from modelmill.data import bootstrap  # noqa: E402
+from modelmill.kinds import image as image_kind  # noqa: E402
 from modelmill.models import build_model  # noqa: E402
 from modelmill.training import train  # noqa: E402
 
@@ -257,7 +258,7 @@ def fixed_compute(base: Settings, trials: int, epochs: int) -> dict:
         "train.patience": epochs,
         "tune.space": {
             k: v.model_dump()
-            for k, v in base.tune.space.items()
+            for k, v in base.tune.space_for(image_kind.SEARCH_SPACE).items()
             if k in ("train.learning_rate", "train.weight_decay", "model.dropout")
         },
     }

@@ -53,8 +53,10 @@ def run(
         params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
                                learning_rate=learning_rate, seed=seed,
                                gate_tolerance=gate_tolerance, force=force, tune=tune)  # fmt: skip
-        params.settings()  # a config error fails here, before Prefect starts
-        with one_shot_run(), shown_run(project_dir, "run", verbose):
+        settings = params.settings()  # a config error fails here, before Prefect starts
+        # the lock before Prefect: a second writer waits here, not racing for the ephemeral API
+        lock = writer_lock(project_dir, settings, "modelmill run")
+        with lock, one_shot_run(), shown_run(project_dir, "run", verbose):
             from flows.retrain import retrain
 
             summary = retrain(params)
@@ -67,8 +69,12 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
+    if summary.get("skipped") == "no drift":
+        console.print(f"[green]no drift[/] in data version {summary['data_version']} against the "
+                      "champion's: not retrained (drift.on_drift: retrain)")  # fmt: skip
+        return
+    ev, reg = summary["evaluation"], summary["registry"]
     if summary.get("skipped"):
         console.print(
             f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
@@ -93,6 +99,40 @@ def print_summary(summary: dict) -> None:
         f"MLflow run {summary['mlflow_run_id']} — open the UI with [bold]make ui[/] "
         f"(or `modelmill ui`) at http://127.0.0.1:5000"
     )
+
+
+@app.command("drift")
+def drift_command(
+    reference: str = typer.Option("champion", "--from", help="data version md5, git revision, champion"),
+    current: str = typer.Option(
+        "workspace", "--to", help="as --from, workspace, or a CSV / Parquet / folder of inputs"
+    ),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 1 when drift is detected"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Compare two data versions (or a data version and inputs) through the champion: MMD on its
+    embeddings, label, prediction and per-feature tests. Exit 1 on drift with --fail-on-drift."""
+    from flows.console import shown_run
+    from flows.params import DriftParams
+    from flows.warmup import one_shot_run
+    from modelmill.errors import ModelmillError
+
+    if Path(current).exists():  # inputs on disk: relative to where the command runs
+        current = str(Path(current).resolve())
+    try:
+        params = DriftParams(project_dir=project_dir, config=config, reference=reference, current=current)
+        params.settings()
+        with one_shot_run(), shown_run(project_dir, "drift", verbose):
+            from flows.drift import drift
+
+            result = drift(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(result["markdown"])
+    typer.echo(f"MLflow run {result['mlflow_run_id']} (artifacts drift/drift.html, drift/drift.json)")
+    raise typer.Exit(1 if result["drifted"] and fail_on_drift else 0)
 
 
 @app.command("tune")
@@ -149,11 +189,12 @@ def open_dashboard(settings, project_dir: str, port: int) -> int:
     """optuna-dashboard on 127.0.0.1 over the study storage (blocks; Ctrl-C stops it)."""
     import optuna_dashboard
 
+    from modelmill.secrets import mask_url
     from modelmill.tuning import create_schema, resolve_storage_url
 
-    url = resolve_storage_url(settings.tune.storage, project_dir)
+    url = resolve_storage_url(settings.tune.storage.get_secret_value(), project_dir)
     create_schema(url, settings.tune)
-    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {url} (Ctrl-C stops it)")
+    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {mask_url(url)} (Ctrl-C stops it)")
     optuna_dashboard.run_server(url, host="127.0.0.1", port=port)
     return 0
 
@@ -183,8 +224,10 @@ def compress_command(
             budget_points=budget_points,
             select_by=select_by,
         )
-        params.settings()
-        with shown_run(project_dir, "compress", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill compress"),
+            shown_run(project_dir, "compress", verbose),
+        ):
             summary = compress(params)
     except ModelmillError as exc:
         fail(str(exc))
@@ -199,22 +242,87 @@ def data_bootstrap(
     force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
 ) -> None:
     """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
-    from modelmill.data import bootstrap, missing_files
+    from modelmill.data import missing_files
     from modelmill.errors import ModelmillError
-    from tasks.data import version_data
+    from modelmill.lock import project_lock
+    from tasks.data import bootstrap_data, version_data
 
     try:
         settings = _settings(project_dir, config, {"data.source": source})
         data_dir = Path(project_dir, settings.data.dir)
-        if missing_files(data_dir) or force:
-            typer.echo(f"writing {settings.data.source} into {data_dir} ...")
-            bootstrap(data_dir, settings.data.source)
-        else:
-            typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
-        version = version_data(project_dir, settings, "data bootstrap")
+        with project_lock(project_dir, "data bootstrap", settings.data.lock_timeout):
+            if missing_files(data_dir) or force:
+                typer.echo(f"writing {settings.data.source} into {data_dir} ...")
+                version = bootstrap_data(project_dir, settings)
+            else:
+                typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
+                version = version_data(project_dir, settings, "data bootstrap")
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(f"data version {version} ({settings.data.dir}.dvc)")
+
+
+@data_app.command("import")
+def data_import(
+    path: Path = typer.Argument(
+        ..., help="a CSV/Parquet file, or a folder with one subfolder of images per class"
+    ),
+    target: str | None = typer.Option(None, help="tabular: the label column (default: 'target')"),
+    id_column: str | None = typer.Option(None, "--id", help="tabular: the id column (default: row numbers)"),
+    kind: str | None = typer.Option(None, help="image | tabular (default: from PATH)"),
+    name: str | None = typer.Option(None, help="dataset name in dataset.json (default: PATH's stem)"),
+    size: str | None = typer.Option(None, help="image: HEIGHTxWIDTH to resize to (default: data.image_size)"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Import your own data as the dataset: a new DVC data version, pushed.
+
+    \b
+    Examples:
+      tabular: modelmill data import customers.csv --target churned --id customer_id
+               modelmill data import events.parquet --target label
+      image:   modelmill data import photos/ --size 64x64   (photos/cat/*.jpg, photos/dog/*.png, ...)
+
+    Columns are inferred and recorded in data/dataset.json (numeric: range; categorical:
+    values). Bad input is one line naming the file, row and column; data/ stays as it was.
+    """
+    from prefect.logging import disable_run_logger
+
+    from modelmill.data.imports import import_data
+    from modelmill.errors import ModelmillError
+    from tasks.data import push_data, version_data
+
+    overrides = {"data.image_size": _size(size) if size else None}
+    settings = _settings(project_dir, config, overrides)
+    try:
+        result = import_data(
+            path,
+            Path(project_dir, settings.data.dir),
+            kind=kind,
+            target=target,
+            id_column=id_column,
+            name=name,
+            image_size=settings.data.image_size,
+        )
+        version = version_data(project_dir, settings, f"data import {path.name}")
+        with disable_run_logger():
+            pushed = push_data.fn(project_dir, settings)
+    except ModelmillError as exc:
+        fail(str(exc))
+    columns = ", ".join(f"{k} ({v})" for k, v in list(result.columns.items())[:12])
+    typer.echo(
+        f"{result.kind} dataset '{result.name}': {result.items} items, {result.labeled} labeled, "
+        f"classes {list(result.classes)[:10]}; columns: {columns}"
+    )
+    typer.echo(f"data version {version} ({settings.data.dir}.dvc), {pushed} files pushed")
+
+
+def _size(text: str) -> list[int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        fail(f"--size {text}: expected HEIGHTxWIDTH, e.g. 32x32")
+    return [height, width]
 
 
 @data_app.command("status")
@@ -260,8 +368,10 @@ def import_labels_cmd(
             min_agreement=min_agreement,
             strict=strict,
         )
-        params.settings()
-        with shown_run(project_dir, "import-labels", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill import-labels"),
+            shown_run(project_dir, "import-labels", verbose),
+        ):
             result = import_labels(params)
     except ValidationError as exc:
         fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
@@ -324,18 +434,36 @@ def export_tasks_cmd(
 
 
 @app.command()
+def doctor(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
+    """Check data/ vs data.dvc vs the DVC cache and remote, the champion, runs, work folders, the lock."""
+    from flows.doctor import diagnose
+    from modelmill.errors import ModelmillError
+
+    try:
+        findings = diagnose(project_dir, _settings(project_dir, config))
+    except ModelmillError as exc:
+        fail(str(exc))
+    for finding in findings:
+        typer.echo(finding.line())
+    problems = sum(not f.ok for f in findings)
+    typer.echo(f"{problems} problem(s)" if problems else "all good")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
 def ui(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
     port: int = typer.Option(5000, help="port on 127.0.0.1"),
 ) -> None:
     """Open the MLflow UI over the project's tracking store (127.0.0.1 only)."""
+    from modelmill.secrets import mask_url
     from tasks.tracking import tracking_uri
 
     settings = _settings(project_dir, config)
     uri = tracking_uri(settings, project_dir)
     artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {mask_url(uri)} (Ctrl-C stops it)")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [
         sys.executable,
@@ -375,6 +503,13 @@ def down(project_dir: str = ProjectOpt) -> None:
     from flows.stack import main as stack_main
 
     raise typer.Exit(stack_main(["down", project_dir]))
+
+
+def writer_lock(project_dir: str, settings, command: str):
+    """The project lock for a writer command (the flow takes it again, re-entrantly)."""
+    from modelmill.lock import project_lock
+
+    return project_lock(project_dir, command, settings.data.lock_timeout)
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):

@@ -24,6 +24,7 @@ import yaml
 from flows import postgres
 from flows.env import STATE_DIR, project_env
 from modelmill.config import load_project_settings
+from modelmill.processes import identity
 
 WORK_POOL = "modelmill-process"
 
@@ -45,6 +46,8 @@ class Stack:
     # `up --postgres`: the project's PostgreSQL cluster for Prefect, MLflow and Optuna
     postgres_port: int | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    # start time (clock ticks since boot) and command line of each PID when `up` started it
+    identity: dict[str, dict] = field(default_factory=dict)
 
     @property
     def prefect_url(self) -> str:
@@ -130,7 +133,19 @@ def _spawn(stack: Stack, name: str, argv: list[str]) -> None:
             start_new_session=True,
         )
     stack.pids[name] = proc.pid
+    stack.identity[name] = identity(proc.pid) or {}
     _save(stack)
+
+
+def still_ours(stack: Stack, name: str) -> bool:
+    """Whether the recorded PID is still the process `up` started (not a reused PID)."""
+    pid, recorded = stack.pids[name], stack.identity.get(name)
+    now = identity(pid)
+    if now is None:
+        return False
+    if not recorded:  # a stack.json written before identities were recorded: the program must match
+        return any(("mlflow" if name == "mlflow" else "prefect") in arg for arg in now["cmdline"])
+    return now["start"] == recorded.get("start") and now["cmdline"] == recorded.get("cmdline")
 
 
 def _save(stack: Stack) -> None:
@@ -296,6 +311,7 @@ def up(
         if with_postgres:
             start_postgres(stack)
         start_servers(stack)
+        create_writer_limit(stack)
         prefect_cli(stack, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
         _spawn(
             stack,
@@ -317,6 +333,17 @@ def up(
         down(root)
         raise
     return stack
+
+
+def create_writer_limit(stack: Stack) -> None:
+    """The global concurrency limit every writer flow takes a slot of (one writer at a time)."""
+    from tasks.writers import WRITER_LIMIT
+
+    try:
+        prefect_cli(stack, "global-concurrency-limit", "create", WRITER_LIMIT, "--limit", "1")
+    except StackError as exc:
+        if "already exists" not in str(exc):
+            raise
 
 
 def start_postgres(stack: Stack) -> None:
@@ -350,8 +377,16 @@ def down(root: str | Path) -> list[str]:
     if stack is None:
         return []
     for name in ("worker", "prefect-server", "mlflow"):
-        if name in stack.pids:
+        if name not in stack.pids:
+            continue
+        if still_ours(stack, name):
             _stop(stack.pids[name])
+        elif _alive(stack.pids[name]):
+            print(
+                f"not signalling PID {stack.pids[name]} ({name}): its start time or command line is not "
+                "the one `up` recorded (the PID was reused)",
+                file=sys.stderr,
+            )
     if "postgres" in stack.pids:  # the server's own fast shutdown, as its owner
         postgres.stop(stack.state)
     stack.record.unlink(missing_ok=True)

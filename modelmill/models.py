@@ -26,7 +26,7 @@ class ConvNet(nn.Module):
             "image_shape": list(image_shape),
             "num_classes": num_classes,
             "channels": channels,
-            "config": cfg.model_dump(mode="json"),
+            "config": cfg.model_dump(mode="json", exclude={"tabular"}),
         }
         layers: list[nn.Module] = []
         (h, w) = image_shape
@@ -59,8 +59,55 @@ def _convnet(spec: Spec) -> nn.Module:
     )
 
 
+class DenseNet(nn.Module):
+    """`depth` hidden layers Linear-ReLU-Dropout of `width` units, then the output layer.
+
+    Binary (num_classes 2): one output unit z, its sigmoid the probability of class 1. The
+    module returns the logits [0, z]: their softmax is (1 - sigmoid(z), sigmoid(z)) and their
+    cross-entropy equals binary cross-entropy on z, so the training loop, evaluation and
+    compression treat every model alike. Multiclass: one logit per class (softmax).
+    """
+
+    def __init__(self, inputs: int, num_classes: int, width: int = 64, depth: int = 2, dropout: float = 0.1):
+        super().__init__()
+        self.spec: Spec = {
+            "family": "dense",
+            "inputs": inputs,
+            "num_classes": num_classes,
+            "width": width,
+            "depth": depth,
+            "dropout": dropout,
+        }
+        layers: list[nn.Module] = []
+        size = inputs
+        for _ in range(depth):
+            layers += [nn.Linear(size, width), nn.ReLU(), nn.Dropout(dropout)]
+            size = width
+        self.body = nn.Sequential(*layers)
+        self.binary = num_classes == 2
+        self.head = nn.Linear(size, 1 if self.binary else num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.head(self.body(x))
+        return torch.cat([torch.zeros_like(z), z], dim=1) if self.binary else z
+
+    def positive_logit(self, x: torch.Tensor) -> torch.Tensor:
+        """Binary only: the sigmoid output's logit z, shape (N,)."""
+        return self.head(self.body(x))[:, 0]
+
+
+def _dense(spec: Spec) -> nn.Module:
+    return DenseNet(
+        int(spec["inputs"]),
+        int(spec["num_classes"]),
+        width=int(spec["width"]),
+        depth=int(spec["depth"]),
+        dropout=float(spec["dropout"]),
+    )
+
+
 # family name -> builder from a spec; a new model family is one more entry
-FAMILIES: dict[str, Callable[[Spec], nn.Module]] = {"convnet": _convnet}
+FAMILIES: dict[str, Callable[[Spec], nn.Module]] = {"convnet": _convnet, "dense": _dense}
 
 
 def build_from_spec(spec: Spec) -> nn.Module:

@@ -1,8 +1,8 @@
 """The dataset's expectation suite (Great Expectations 1.x) and a readable report of its result.
 
-The suite runs over the labeled rows (labels left-joined to items) plus three derived
-per-row columns (_pixel_nulls, _pixel_min, _pixel_max), so its size does not grow with
-the image size: 784-pixel images cost the same nine expectations as 64-pixel ones.
+The suite runs over the labeled rows (labels left-joined to items) plus the kind's derived
+per-row columns: expectations on ids, labels and row count are shared; the kind adds its own
+(image: pixel columns, nulls and range per row; tabular: column types, ranges, categories, nulls).
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from modelmill.config import ValidationConfig
 from modelmill.data import ID, LABEL, Dataset
 from modelmill.errors import ValidationFailed
+from modelmill.kinds import kind_of
 
 if TYPE_CHECKING:
     import great_expectations as gx
     from great_expectations.data_context import AbstractDataContext
 
 SUITE_NAME = "modelmill-dataset"
-DERIVED = ("_pixel_nulls", "_pixel_min", "_pixel_max")
 
 
 @dataclass
@@ -63,21 +62,10 @@ class ValidationReport:
 
 
 def validation_frame(dataset: Dataset) -> pd.DataFrame:
-    """Labels left-joined to items (a label for an unknown item shows as missing pixels)."""
+    """Labels left-joined to items (a label for an unknown item shows as missing features),
+    plus the kind's derived per-row columns."""
     frame = dataset.labels[[ID, LABEL]].merge(dataset.items, on=ID, how="left")
-    pixels = [c for c in dataset.schema.feature_columns if c in frame]  # absent ones: column check
-    values = frame[pixels]
-    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in values.dtypes):
-        values = values.apply(pd.to_numeric, errors="coerce")  # text pixels count as missing
-    # numpy integer columns cannot hold a missing value (a label whose item is missing turns
-    # its pixel columns float in the join): count over the columns that can (784 -> 0 here)
-    nullable = [
-        c for c, dtype in values.dtypes.items() if not (isinstance(dtype, np.dtype) and dtype.kind in "iub")
-    ]
-    frame["_pixel_nulls"] = values[nullable].isna().sum(axis=1) if nullable else 0
-    frame["_pixel_min"] = values.min(axis=1)
-    frame["_pixel_max"] = values.max(axis=1)
-    return frame
+    return kind_of(dataset.schema).derive_columns(frame, dataset.schema)
 
 
 def build_suite(dataset: Dataset, cfg: ValidationConfig) -> gx.ExpectationSuite:
@@ -85,30 +73,18 @@ def build_suite(dataset: Dataset, cfg: ValidationConfig) -> gx.ExpectationSuite:
     import great_expectations.expectations as gxe
 
     schema = dataset.schema
-    low, high = schema.pixel_range
-    columns = [ID, LABEL, *schema.feature_columns, *DERIVED]
     suite = gx.ExpectationSuite(name=SUITE_NAME)
     for expectation in (
-        gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True),
         gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows),
         gxe.ExpectColumnValuesToNotBeNull(column=ID),
         gxe.ExpectColumnValuesToBeUnique(column=ID),
         gxe.ExpectColumnValuesToNotBeNull(column=LABEL),
         gxe.ExpectColumnValuesToBeInSet(column=LABEL, value_set=list(schema.classes)),
         gxe.ExpectColumnDistinctValuesToContainSet(column=LABEL, value_set=list(schema.classes)),
-        gxe.ExpectColumnValuesToBeBetween(column="_pixel_nulls", min_value=0, max_value=0),
-        gxe.ExpectColumnValuesToBeBetween(column="_pixel_min", min_value=low),
-        gxe.ExpectColumnValuesToBeBetween(column="_pixel_max", max_value=high),
+        *kind_of(schema).expectations(schema, cfg),
     ):
         suite.add_expectation(expectation)
     return suite
-
-
-_DESCRIPTIONS = {
-    "_pixel_nulls": "pixel values missing (NaN or non-numeric, or a label whose item_id is not in items)",
-    "_pixel_min": "pixel value below the schema's range",
-    "_pixel_max": "pixel value above the schema's range",
-}
 
 
 def validate(dataset: Dataset, cfg: ValidationConfig, docs_dir: str | Path | None = None) -> ValidationReport:
@@ -145,7 +121,7 @@ def validate(dataset: Dataset, cfg: ValidationConfig, docs_dir: str | Path | Non
         docs_index = next(Path(docs_dir).rglob("data_docs/local_site/index.html"), None)
     else:
         result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
-    return _report(result.to_json_dict(), frame, cfg, docs_index)
+    return _report(result.to_json_dict(), frame, cfg, docs_index, kind_of(dataset.schema).DESCRIPTIONS)
 
 
 def _context(docs_dir: str | Path | None) -> AbstractDataContext:
@@ -162,7 +138,11 @@ def _context(docs_dir: str | Path | None) -> AbstractDataContext:
 
 
 def _report(
-    result: dict[str, Any], frame: pd.DataFrame, cfg: ValidationConfig, docs_index: Path | None
+    result: dict[str, Any],
+    frame: pd.DataFrame,
+    cfg: ValidationConfig,
+    docs_index: Path | None,
+    descriptions: dict[str, str],
 ) -> ValidationReport:
     failed: list[FailedExpectation] = []
     for res in result["results"]:
@@ -177,7 +157,7 @@ def _report(
             FailedExpectation(
                 expectation=config["type"],
                 column=column,
-                description=_describe(config["type"], column, kwargs, detail),
+                description=descriptions.get(column) or _describe(config["type"], column, kwargs, detail),
                 unexpected_count=detail.get("unexpected_count"),
                 examples=examples,
             )
@@ -189,8 +169,6 @@ def _report(
 
 
 def _describe(kind: str, column: str | None, kwargs: dict[str, Any], detail: dict[str, Any]) -> str:
-    if column in _DESCRIPTIONS:
-        return _DESCRIPTIONS[column]
     if kind == "expect_table_columns_to_match_set":
         observed = set(detail.get("observed_value") or [])
         expected = set(kwargs.get("column_set") or [])
@@ -201,10 +179,18 @@ def _describe(kind: str, column: str | None, kwargs: dict[str, Any], detail: dic
     if kind == "expect_column_distinct_values_to_contain_set":
         missing = sorted(set(kwargs.get("value_set", [])) - set(detail.get("observed_value") or []))
         return f"classes with no labeled row: {missing}"
-    if kind == "expect_column_values_to_be_in_set":
+    if kind == "expect_column_values_to_be_in_set" and column == LABEL:
         return f"values outside the class set {kwargs.get('value_set')}"
+    if kind == "expect_column_values_to_be_in_set":
+        return f"categories not in the schema {kwargs.get('value_set')[:20]}"
+    if kind == "expect_column_values_to_be_between":
+        return f"values outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}] (the schema's range)"
+    if kind == "expect_column_values_to_be_in_type_list":
+        return f"not a numeric column (dtype {detail.get('observed_value')})"
     if kind == "expect_column_values_to_be_unique":
         return "duplicate item ids"
+    if kind == "expect_column_values_to_not_be_null" and kwargs.get("mostly", 1) < 1:
+        return f"more than {1 - kwargs['mostly']:.0%} of the values missing"
     if kind == "expect_column_values_to_not_be_null":
         return "missing values"
     return json.dumps({k: v for k, v in kwargs.items() if k != "batch_id"}, default=str)[:200]

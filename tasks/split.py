@@ -12,18 +12,21 @@ import tempfile
 from pathlib import Path
 
 import torch
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from pydantic import BaseModel
 
 from modelmill.atomic import fsync_dir
-from modelmill.data import DatasetSchema, load_dataset, to_tensors
+from modelmill.data import fit_splits, load_dataset
+from modelmill.kinds import Preprocessor, Schema, preprocessor_from_state, schema_from_json
 from modelmill.split import SPLITS, split_frame
 from tasks.context import RunContext
+from tasks.progress import stage
 
 SPLITS_DIR = Path(".modelmill", "cache", "splits")
-FORMAT = "modelmill.splits/1"  # bump when the stored layout or the tensors' meaning changes
+FORMAT = "modelmill.splits/2"  # bump when the stored layout or the tensors' meaning changes
 SCHEMA_FILE = "dataset.json"
+PREPROCESSOR_FILE = "preprocessor.json"  # the kind's preprocessor, fitted on the train split
+TEST_ROWS_FILE = "test.parquet"  # the raw test rows, for a champion with its own preprocessor
 
 
 class SplitRef(BaseModel):
@@ -43,8 +46,21 @@ class SplitRef(BaseModel):
     def all_xy(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {name: self.xy(name) for name in SPLITS}
 
-    def schema(self) -> DatasetSchema:
-        return DatasetSchema.from_json(Path(self.path, SCHEMA_FILE).read_text())
+    def schema(self) -> Schema:
+        return schema_from_json(Path(self.path, SCHEMA_FILE).read_text(), where=self.path)
+
+    def preprocessor_state(self) -> dict:
+        """The fitted preprocessor's JSON state (plain lists and floats): stored with the model."""
+        return json.loads(Path(self.path, PREPROCESSOR_FILE).read_text())
+
+    def preprocessor(self) -> Preprocessor:
+        return preprocessor_from_state(self.preprocessor_state())
+
+    def test_rows(self):
+        """The raw labeled test rows (item columns + label), before preprocessing."""
+        import pandas as pd
+
+        return pd.read_parquet(Path(self.path, TEST_ROWS_FILE))
 
 
 def split_key(data_version: str, ctx: RunContext) -> str:
@@ -52,7 +68,7 @@ def split_key(data_version: str, ctx: RunContext) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-@task(name="split", cache_policy=NO_CACHE)
+@stage("split")
 def split_data(ctx: RunContext, data_version: str) -> SplitRef:
     """Train / val / test by item-id hash (adding data never moves an item between them)."""
     logger = get_run_logger()
@@ -61,9 +77,17 @@ def split_data(ctx: RunContext, data_version: str) -> SplitRef:
     if not (folder / "rows.json").exists():
         write_splits(ctx.data_dir, ctx, folder)
     rows = json.loads((folder / "rows.json").read_text())
-    ctx.tracker().log_params({f"split.{name}_rows": n for name, n in rows.items()})
+    ref = SplitRef(path=str(folder), key=key, data_version=data_version, rows=rows)
+    tracker = ctx.tracker()
+    tracker.log_params({f"split.{name}_rows": n for name, n in rows.items()})
+    state = ref.preprocessor_state()
+    tracker.log_dict(state, f"preprocessing/{PREPROCESSOR_FILE}")
+    tracker.log_params(
+        {"preprocess.kind": state["kind"], "preprocess.inputs": int(ref.xy("val")[0][0].numel())}
+    )
     logger.info("split %s: %s", key, ", ".join(f"{n} {name}" for name, n in rows.items()))
-    return SplitRef(path=str(folder), key=key, data_version=data_version, rows=rows)
+    logger.info("preprocess (%s): fitted on the %d train rows", state["kind"], rows["train"])
+    return ref
 
 
 def write_splits(data_dir: Path, ctx: RunContext, folder: Path) -> None:
@@ -76,9 +100,11 @@ def write_splits(data_dir: Path, ctx: RunContext, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        for name, frame in parts.items():
-            x, y = to_tensors(frame, dataset.schema)
+        preprocessor, xy = fit_splits(parts, dataset.schema)  # statistics of the train split only
+        for name, (x, y) in xy.items():
             save_file({"x": x.contiguous(), "y": y}, tmp / f"{name}.safetensors")
+        (tmp / PREPROCESSOR_FILE).write_text(json.dumps(preprocessor.state(), sort_keys=True))
+        parts["test"].to_parquet(tmp / TEST_ROWS_FILE, index=False)
         (tmp / SCHEMA_FILE).write_text(dataset.schema.to_json())
         (tmp / "rows.json").write_text(json.dumps({name: len(f) for name, f in parts.items()}))
         if not folder.exists():  # else another run of the same key finished first: same content

@@ -17,6 +17,7 @@ from prefect import get_run_logger
 import optuna
 from modelmill import tuning
 from modelmill.config import Settings
+from modelmill.secrets import mask_url
 from tasks.context import RunContext
 from tasks.progress import stage
 from tasks.tracking import Tracker, connect, temp_dir, tracked_run, tracking_uri
@@ -30,7 +31,7 @@ class TrialRunLogger:
     processes (holds the settings and the parent run id; the client is made per process)."""
 
     def __init__(self, settings: Settings, project_dir: str, parent_run_id: str, tags: dict[str, str]):
-        self.settings_json, self.project_dir = settings.model_dump_json(), project_dir
+        self.settings_json, self.project_dir = settings.private_json(), project_dir
         self.parent_run_id, self.tags = parent_run_id, tags
         self._settings: Settings | None = None
 
@@ -96,7 +97,7 @@ def tune_study(
             if settings.tune.cluster
             else f"{settings.tune.workers} worker(s)",
             settings.tune.pruner,
-            _safe_url(settings.tune.storage),
+            settings.flat()["tune.storage"],
         )
         if settings.tune.cluster:  # every trial a task run on a Dask worker
             from tasks.tune_dask import tune_on_cluster
@@ -119,7 +120,7 @@ def tune_study(
     )
     return {
         "study_name": result.study_name,
-        "storage": result.storage,
+        "storage": mask_url(result.storage),
         "best_value": result.best_value,
         "best_params": result.best_params,
         "best_trial": result.best_trial,
@@ -158,7 +159,7 @@ def log_missing_trials(parent: Tracker, study: optuna.Study, trial_logger: Trial
 
 
 def log_study_summary(parent: Tracker, study: optuna.Study, result: tuning.TuneResult) -> None:
-    parent.set_tags({"optuna.study_name": result.study_name, "optuna.storage": _safe_url(result.storage)})
+    parent.set_tags({"optuna.study_name": result.study_name, "optuna.storage": mask_url(result.storage)})
     parent.log_metrics(
         {f"trials_{state}": n for state, n in result.states.items()} | {"tune_seconds": result.seconds}
     )
@@ -167,7 +168,7 @@ def log_study_summary(parent: Tracker, study: optuna.Study, result: tuning.TuneR
             {f"best.{k}": v for k, v in result.best_params.items()} | {"best.trial_number": result.best_trial}
         )
         parent.log_metrics({"best_value": result.best_value})
-    parent.log_dict({k: v for k, v in vars(result).items()}, "tuning/result.json")
+    parent.log_dict({**vars(result), "storage": mask_url(result.storage)}, "tuning/result.json")
     with temp_dir("modelmill-tune-plots-") as tmp:
         for path in save_plots(study, Path(tmp)):
             parent.log_artifact(path, "tuning")
@@ -197,12 +198,3 @@ def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
             get_run_logger().warning("plot %s skipped: %s", name, exc)
     return saved
-
-
-def _safe_url(url: str) -> str:
-    """The storage URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        rest = f"{creds.split(':')[0]}:***@{host}" if ":" in creds else rest
-    return scheme + sep + rest

@@ -129,7 +129,7 @@ def run_on_cluster(settings: Settings, name: str, url: str, callbacks: list, clu
     A worker killed mid-trial: Dask reruns its task elsewhere (a new trial); the killed trial
     goes stale after tune.grace_period, is failed and queued again, and a later round runs it.
     """
-    cfg, payload = settings.tune, settings.model_dump_json()
+    cfg, payload = settings.tune, settings.private_json()
     deadline = time.time() + cfg.timeout if cfg.timeout else None
     storage, done, slot = tuning.open_storage(url, cfg), [], 0
     with api_for_workers(), task_runner(cluster) as runner:
@@ -185,7 +185,7 @@ def tune_on_cluster(
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")
-    url = tuning.resolve_storage_url(cfg.storage, root)
+    url = tuning.resolve_storage_url(cfg.storage.get_secret_value(), root)
     name = tuning.study_name(cfg, data_version)
     started = time.perf_counter()
     tuning.prepare_study(cfg, name, url)

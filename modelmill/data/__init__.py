@@ -1,15 +1,14 @@
 """The versioned dataset: items (features), canonical labels and a schema, in one folder.
 
 Layout of the data folder (what DVC versions):
-    dataset.json     schema: name, classes, image shape, pixel range
-    items.parquet    item_id + pixel columns px0..pxN (one row per item, labeled or not)
+    dataset.json     schema: schema_version, kind (image | tabular), name, classes, the kind's fields
+    items.parquet    item_id + the kind's feature columns (px0..pxN; a table's columns), one row per item
     labels.parquet   item_id, label (class name), source (where the label came from)
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
@@ -20,46 +19,30 @@ import pyarrow.parquet as pq
 
 from modelmill.atomic import atomic_path, atomic_write_bytes
 from modelmill.errors import DatasetError, DataSourceError
+from modelmill.kinds import Preprocessor, Schema, kind_of, schema_from_json
+from modelmill.kinds.columns import ID, ITEMS_FILE, LABEL, LABELS_FILE, SCHEMA_FILE, SOURCE
+from modelmill.kinds.image import ImageSchema
+from modelmill.kinds.tabular import TabularSchema
 
-ID = "item_id"
-LABEL = "label"
-SOURCE = "source"
-ITEMS_FILE = "items.parquet"
-LABELS_FILE = "labels.parquet"
-SCHEMA_FILE = "dataset.json"
+DatasetSchema = ImageSchema  # the image kind's schema (the only kind before schema_version 2)
+__all__ = [
+    "ID", "ITEMS_FILE", "LABEL", "LABELS_FILE", "SCHEMA_FILE", "SOURCE", "SOURCES",
+    "Dataset", "DatasetSchema", "ImageSchema", "TabularSchema", "bootstrap", "load_dataset",
+    "read_schema", "to_tensors", "labels_tensor", "fit_splits", "write_dataset", "atomic_write_bytes",
+]  # fmt: skip
 
-# name in params.yaml (data.source) -> core module with SCHEMA and load()
-SOURCES = {"digits": "modelmill.data.digits", "fashion_mnist": "modelmill.data.fashion_mnist"}
-
-
-@dataclass(frozen=True)
-class DatasetSchema:
-    name: str
-    classes: tuple[str, ...]
-    image_shape: tuple[int, int]
-    pixel_range: tuple[float, float]
-    description: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def feature_columns(self) -> list[str]:
-        return [f"px{i}" for i in range(self.image_shape[0] * self.image_shape[1])]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "DatasetSchema":
-        raw = json.loads(text)
-        raw["classes"] = tuple(raw["classes"])
-        raw["image_shape"] = tuple(raw["image_shape"])
-        raw["pixel_range"] = tuple(raw["pixel_range"])
-        return cls(**raw)
+# name in params.yaml (data.source) -> core module with load() and SCHEMA (or dataset())
+SOURCES = {
+    "digits": "modelmill.data.digits",
+    "fashion_mnist": "modelmill.data.fashion_mnist",
+    "breast_cancer": "modelmill.data.breast_cancer",
+    "penguins": "modelmill.data.penguins",
+}
 
 
 @dataclass
 class Dataset:
-    schema: DatasetSchema
+    schema: Schema
     items: pd.DataFrame
     labels: pd.DataFrame
 
@@ -77,8 +60,12 @@ def source_module(name: str):
 def bootstrap(data_dir: str | Path, source: str = "digits") -> Path:
     """Write the source's dataset into data_dir, byte for byte the same on every machine."""
     module = source_module(source)
-    items, labels = module.load()
-    write_dataset(data_dir, Dataset(module.SCHEMA, items, labels))
+    if hasattr(module, "dataset"):
+        dataset = module.dataset()
+    else:
+        items, labels = module.load()
+        dataset = Dataset(module.SCHEMA, items, labels)
+    write_dataset(data_dir, dataset)
     return Path(data_dir)
 
 
@@ -102,25 +89,54 @@ def load_dataset(data_dir: str | Path) -> Dataset:
         raise DatasetError(
             f"{data_dir}: missing {', '.join(missing)}; run `modelmill data bootstrap` or `dvc pull`"
         )
-    try:
-        schema = DatasetSchema.from_json((data_dir / SCHEMA_FILE).read_text())
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DatasetError(f"{data_dir / SCHEMA_FILE}: not a valid dataset schema ({exc})") from None
+    schema = read_schema(data_dir)
     items = pd.read_parquet(data_dir / ITEMS_FILE)
     labels = pd.read_parquet(data_dir / LABELS_FILE)
     return Dataset(schema, items, labels)
 
 
-def to_tensors(frame: pd.DataFrame, schema: DatasetSchema):
-    """Features scaled to [0, 1] as (N, 1, H, W) float32 and class indices as int64."""
+def read_schema(data_dir: str | Path) -> Schema:
+    """dataset.json of a data folder; a file without schema_version is read as the v1 image layout."""
+    path = Path(data_dir, SCHEMA_FILE)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the dataset schema ({exc.strerror})") from None
+    return schema_from_json(text, where=str(path))
+
+
+def to_tensors(frame: pd.DataFrame, schema: Schema, preprocessor: Preprocessor | None = None):
+    """Model inputs and class indices (int64; None without a label column).
+
+    With a fitted preprocessor: its transform. Without one, images are only scaled to [0, 1]
+    as (N, C, H, W); other kinds need a preprocessor fitted on the train split.
+    """
     import torch
 
-    low, high = schema.pixel_range
-    pixels = frame[schema.feature_columns].to_numpy(dtype=np.float32)
-    x = torch.from_numpy((pixels - low) / (high - low)).reshape(-1, 1, *schema.image_shape)
+    if preprocessor is not None:
+        x = preprocessor.transform(frame)
+    elif isinstance(schema, ImageSchema):
+        from modelmill.kinds.image import scaled_pixels
+
+        x = torch.from_numpy(np.ascontiguousarray(scaled_pixels(frame, schema)))
+    else:
+        raise DatasetError(f"{schema.kind} data needs a preprocessor fitted on the train split")
+    return x, labels_tensor(frame, schema)
+
+
+def labels_tensor(frame: pd.DataFrame, schema: Schema):
+    import torch
+
+    if LABEL not in frame:
+        return None
     index = {name: i for i, name in enumerate(schema.classes)}
-    y = torch.tensor([index[label] for label in frame[LABEL]], dtype=torch.int64) if LABEL in frame else None
-    return x, y
+    return torch.tensor([index[label] for label in frame[LABEL]], dtype=torch.int64)
+
+
+def fit_splits(parts: dict[str, pd.DataFrame], schema: Schema):
+    """The kind's preprocessor fitted on parts["train"] and every part as (x, y) tensors."""
+    preprocessor = kind_of(schema).fit_preprocessor(parts["train"], schema)
+    return preprocessor, {name: to_tensors(frame, schema, preprocessor) for name, frame in parts.items()}
 
 
 def _atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from modelmill.data import DatasetSchema, ID, LABEL, SOURCE
+from modelmill.data import ID, LABEL, SOURCE, DatasetSchema
 
 SCHEMA = DatasetSchema(
     name="digits",

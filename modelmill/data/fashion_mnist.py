@@ -9,14 +9,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modelmill.data import DatasetSchema, ID, LABEL, SOURCE
+from modelmill.data import ID, LABEL, SOURCE, DatasetSchema
 from modelmill.errors import DataSourceError
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 SCHEMA = DatasetSchema(
     name="fashion_mnist",
-    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    classes=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
     image_shape=(28, 28),
     pixel_range=(0.0, 255.0),
     description="Fashion-MNIST from Debian package dataset-fashion-mnist",
@@ -36,9 +46,11 @@ def load(directory: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         items = pd.DataFrame(images.reshape(-1, 784), columns=SCHEMA.feature_columns)
         items.insert(0, ID, ids)
         frames.append(items)
-        label_frames.append(pd.DataFrame(
-            {ID: ids, LABEL: [SCHEMA.classes[t] for t in targets], SOURCE: f"fashion-mnist:{part}"}
-        ))
+        label_frames.append(
+            pd.DataFrame(
+                {ID: ids, LABEL: [SCHEMA.classes[t] for t in targets], SOURCE: f"fashion-mnist:{part}"}
+            )
+        )
     return pd.concat(frames, ignore_index=True), pd.concat(label_frames, ignore_index=True)
 
 

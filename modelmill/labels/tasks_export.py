@@ -67,16 +67,20 @@ def build_tasks(
     schema: DatasetSchema,
     cfg: LabelsConfig,
     model_version: str,
+    data: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Label Studio import tasks for the selected rows (rows index into items/proba)."""
-    pixels = items[schema.feature_columns].to_numpy(dtype=np.float64)
+    """Label Studio import tasks for the selected rows (rows index into items/proba); `data`: the
+    task data per selected row (another kind's view of the item), else the image as a PNG."""
+    pixels = items[schema.feature_columns].to_numpy(dtype=np.float64) if data is None else None
     tasks = []
-    for row, item_id in zip(selected["row"], selected[ID], strict=True):
+    for i, (row, item_id) in enumerate(zip(selected["row"], selected[ID], strict=True)):
         scores = proba[row]
         best = int(np.argmax(scores))
         tasks.append(
             {
-                "data": {
+                "data": data[i]
+                if data is not None
+                else {
                     cfg.item_id_field: item_id,
                     cfg.image_field: png_data_uri(pixels[row], schema.image_shape, schema.pixel_range),
                 },

@@ -11,7 +11,7 @@ import yaml
 from flows.compress import CompressParams, compress
 from flows.retrain import RetrainParams, retrain
 from modelmill.config import load_settings
-from modelmill.data import load_dataset, to_tensors
+from modelmill.data import fit_splits, load_dataset
 from modelmill.errors import CompressionError
 from modelmill.split import split_frame
 
@@ -97,27 +97,27 @@ def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
 ):
     import mlflow.pyfunc
 
-    from modelmill.compression import load
-
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri exports it; undone after
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
     settings = load_settings(project / "params.yaml")
     dataset = load_dataset(project / "data")
-    x, y = to_tensors(split_frame(dataset.labeled(), settings.split)["test"], dataset.schema)
+    # the inputs the model was trained on: the kind's preprocessor fitted on the train split
+    _, xy = fit_splits(split_frame(dataset.labeled(), settings.split), dataset.schema)
+    x, y = xy["test"]
     pyfunc = mlflow.pyfunc.load_model(f"models:/{COMPRESSED}@champion")
     labels = np.asarray(pyfunc.predict(x.numpy())).argmax(1)
     client = client_for(project)
     version = client.get_model_version_by_alias(COMPRESSED, "champion")
     local = client.download_artifacts(version.run_id, "compression", str(project / "dl"))
-    stored = next(
-        Path(client.download_artifacts(version.run_id, "compressed_model", str(project / "dl"))).rglob(
-            "*.mmz"
-        )
-    )
     import torch
 
+    from tasks.modelstore import LOADER_MODULE, load_verified
+
+    assert pyfunc.metadata.flavors["python_function"]["loader_module"] == LOADER_MODULE
+    verified = load_verified(client, COMPRESSED, version.version)
+    assert verified.meta["recipe"]["quantization"] in (None, "dynamic_int8", "static_int8")
     with torch.inference_mode():
-        assert np.array_equal(labels, load(stored)(x).argmax(1).numpy())
+        assert np.array_equal(labels, verified.module(x).argmax(1).numpy())
     assert float(version.tags["accuracy"]) == pytest.approx(float((labels == y.numpy()).mean()), abs=1e-5)
     assert Path(local).exists()
 

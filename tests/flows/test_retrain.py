@@ -94,13 +94,38 @@ def test_summary_is_a_prefect_markdown_artifact(first_run):
 
 
 def test_registered_model_loads_back_and_predicts(first_run, shared_project):
-    import mlflow.pytorch
+    """Users load the champion as a pyfunc (our loader, logits); modelmill's verified load agrees."""
+    import mlflow.pyfunc
     import torch
 
-    mlflow.set_tracking_uri(f"sqlite:///{shared_project / 'mlflow' / 'mlflow.db'}")
-    model = mlflow.pytorch.load_model(f"models:/{MODEL}@champion")
-    assert type(model).__name__ == "ConvNet"
-    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    from tasks.modelstore import LOADER_MODULE, load_verified
+
+    uri = f"sqlite:///{shared_project / 'mlflow' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    assert pyfunc.metadata.flavors.keys() == {"python_function"}
+    assert pyfunc.metadata.flavors["python_function"]["loader_module"] == LOADER_MODULE
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    logits = pyfunc.predict(x)
+    assert logits.shape == (2, 10)
+    loaded = load_verified(client_for(shared_project), MODEL, "1")
+    assert type(loaded.module).__name__ == "ConvNet" and loaded.classes == [str(i) for i in range(10)]
+    assert np.allclose(loaded.module(torch.from_numpy(x)).detach().numpy(), logits, atol=1e-6)
+
+
+def test_no_artifact_of_the_run_or_the_registry_is_a_pickle(first_run, shared_project):
+    """Every file in the MLflow artifact store (runs, logged models, registered versions) and in
+    Prefect's result storage: no pickle, no torch zip, none wrapped in gzip/zlib."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    from modelmill.artifact_scan import scan
+
+    artifacts = shared_project / "mlflow" / "artifacts"
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files) and any(p.name == "MLmodel" for p in files)
+    results = Path(PREFECT_LOCAL_STORAGE_PATH.value())  # persisted task results, when any
+    assert scan(artifacts) == [] and (not results.exists() or scan(results) == [])
 
 
 def champion_of(client) -> str:
