@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -394,11 +394,11 @@ def _config_section(key: str) -> tuple[type[BaseModel], str]:
             break
     if not parents or not isinstance(node, type) or leaf not in getattr(node, "model_fields", {}):
         raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
-    if isinstance(node.model_fields[leaf].annotation, type) and issubclass(
-        node.model_fields[leaf].annotation, BaseModel
-    ):
+    section = cast(type[BaseModel], node)  # a model: it has model_fields
+    annotation = section.model_fields[leaf].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         raise ValueError(f"'{key}' is a section, not a value")
-    return node, leaf
+    return section, leaf
 
 
 class OpsConfig(_Section):

@@ -4,6 +4,7 @@ file / folder of model inputs (CSV, Parquet, images), read against the reference
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ def sample_of_dataset(data_dir: str | Path, name: str) -> tuple[DriftSample, Dat
     dataset = load_dataset(data_dir)
     labeled = dataset.labeled()
     x, _ = to_tensors(labeled, dataset.schema)
-    return DriftSample(name, x, labeled[LABEL].astype(str).tolist()), dataset.schema
+    return DriftSample(name, x, labeled[LABEL].astype(str).tolist()), cast(DatasetSchema, dataset.schema)
 
 
 def sample_of_inputs(path: str | Path, schema: DatasetSchema, name: str | None = None) -> DriftSample:

@@ -111,7 +111,7 @@ def _nll(logits: NDArray[np.float64], y: NDArray[np.int64], temperature: float) 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor, fitted_on: str = "val") -> Temperature:
     """The temperature minimising the NLL of `logits`: a bounded 1-D search over log T in numpy
     (T in [0.05, 20]), deterministic and milliseconds where autograd + LBFGS took seconds."""
-    from scipy.optimize import minimize_scalar  # type: ignore[import-untyped]
+    from scipy.optimize import minimize_scalar
 
     z = logits.detach().double().numpy()
     labels = y.long().numpy()

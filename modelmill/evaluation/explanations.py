@@ -142,7 +142,7 @@ def deletion_ratio(
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean over probes of the Spearman rank correlation of two attribution maps (absolute values)."""
-    from scipy.stats import spearmanr  # type: ignore[import-untyped]
+    from scipy.stats import spearmanr
 
     pairs = zip(a.flatten(1).abs().cpu().numpy(), b.flatten(1).abs().cpu().numpy(), strict=True)
     values = [spearmanr(u, v).statistic for u, v in pairs]

@@ -82,7 +82,9 @@ def build_tasks(
                 if data is not None
                 else {
                     cfg.item_id_field: item_id,
-                    cfg.image_field: png_data_uri(pixels[row], schema.image_shape, schema.pixel_range),
+                    cfg.image_field: png_data_uri(
+                        cast(np.ndarray, pixels)[row], schema.image_shape, schema.pixel_range
+                    ),
                 },
                 "predictions": [
                     {

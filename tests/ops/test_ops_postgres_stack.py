@@ -127,7 +127,7 @@ def test_run_tune_on_dask_and_label_import_through_the_postgresql_stack(pg_stack
     trials = mlflow_runs(pg_stack, "tags.`optuna.trial_number` != ''")
     workers = {t["key"]: t["value"] for r in trials for t in r["data"]["tags"] if t["key"] == "worker"}
     assert len(trials) == 2 and workers and all(w.startswith("tcp://127.0.0.1:") for w in workers.values())
-    versions = api(f"{pg_stack.mlflow_url}/api/2.0/mlflow/registered-models/search", {})
+    versions = api(f"{pg_stack.mlflow_url}/api/2.0/mlflow/registered-models/search?max_results=100")
     assert versions["registered_models"]
 
     import optuna
