@@ -43,8 +43,12 @@ def finish_label_import(project_dir: str | Path, settings: Settings, entry: jour
         archived or original for archived, original in _export_files(data_dir, entry) if archived or original
     ]
     if paths:
+        from modelmill.labels.pseudonyms import load_key, pseudonymizer
+        from tasks.labels import ANNOTATOR_KEY_FILE
+
         cfg = LabelsConfig(**entry.details.get("labels", {}))
-        import_exports(data_dir, paths, cfg)
+        key = load_key(Path(project_dir, ANNOTATOR_KEY_FILE))  # the same pseudonyms as the import
+        import_exports(data_dir, paths, cfg, pseudonym=pseudonymizer(key))
         version_data(project_dir, settings, "import-labels: finished after an interruption")
         push_data(project_dir, settings)
     journal.end(project_dir, entry.op)

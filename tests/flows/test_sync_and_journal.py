@@ -81,6 +81,10 @@ def test_a_label_import_killed_before_its_data_version_is_finished_by_the_next_s
     from tasks.labels import inbox_exports, merge_exports
 
     settings = load_settings(project / "params.yaml")
+    from modelmill.labels.pseudonyms import load_key
+    from tasks.labels import ANNOTATOR_KEY_FILE
+
+    load_key(project / ANNOTATOR_KEY_FILE)  # one annotator key for both copies (same pseudonyms)
     reference = tmp_path / "reference"
     shutil.copytree(project, reference, symlinks=True)
     inbox = project / settings.labels.inbox
