@@ -229,7 +229,6 @@ def main() -> None:
             f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)"
         )
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
-    return None
 
 
 if __name__ == "__main__":

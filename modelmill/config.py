@@ -257,6 +257,12 @@ class TuneConfig(_Section):
                     raise ValueError(f"'{key}': value {value!r} is not allowed ({reason})") from None
         return space
 
+    def search_space(self) -> dict[str, SearchParam]:
+        """The space once resolved (tuning fills a null tune.space with the kind's default first)."""
+        if self.space is None:
+            raise ConfigError("tune.space is null: resolve it with the data kind's default first")
+        return self.space
+
     def space_for(self, kind_space: dict[str, Any]) -> dict[str, SearchParam]:
         """The configured space, or (tune.space: null) the data kind's default one."""
         if self.space is not None:
@@ -267,17 +273,17 @@ class TuneConfig(_Section):
 def _config_section(key: str) -> tuple[type[BaseModel], str]:
     """The section model and leaf name of a dotted key (`model.tabular.width`); not under tune."""
     *parents, leaf = key.split(".")
-    node: Any = Settings
+    node: type[BaseModel] | None = Settings
     for part in parents:
-        field = node.model_fields.get(part) if part != "tune" or node is not Settings else None
-        node = field.annotation if field is not None else None
-        if not (isinstance(node, type) and issubclass(node, BaseModel)):
-            break
-    if not parents or not isinstance(node, type) or leaf not in getattr(node, "model_fields", {}):
+        field = (
+            node.model_fields.get(part) if node is not None and (part, node) != ("tune", Settings) else None
+        )
+        annotation = field.annotation if field is not None else None
+        node = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if not parents or node is None or leaf not in node.model_fields:
         raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
-    if isinstance(node.model_fields[leaf].annotation, type) and issubclass(
-        node.model_fields[leaf].annotation, BaseModel
-    ):
+    value = node.model_fields[leaf].annotation
+    if isinstance(value, type) and issubclass(value, BaseModel):
         raise ValueError(f"'{key}' is a section, not a value")
     return node, leaf
 

@@ -80,7 +80,7 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
 def space_hash(cfg: TuneConfig) -> str:
     """Hash of what makes trial values comparable: the space, the metric, the epochs cap."""
     payload = {
-        "space": {k: v.model_dump() for k, v in sorted(cfg.space.items())},
+        "space": {k: v.model_dump() for k, v in sorted(cfg.search_space().items())},
         "metric": cfg.metric,
         "epochs": cfg.epochs,
     }
@@ -220,7 +220,7 @@ def _previous_best(storage: RDBStorage, cfg: TuneConfig, name: str) -> dict[str,
         return None
     newest = max(related, key=lambda s: s.datetime_start or datetime.min)
     best = cast(FrozenTrial, newest.best_trial)  # filtered above
-    return {k: v for k, v in best.params.items() if k in cfg.space}
+    return {k: v for k, v in best.params.items() if k in cfg.search_space()}
 
 
 def summarize(study: optuna.Study, url: str, seconds: float = 0.0) -> TuneResult:
@@ -253,7 +253,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.settings.tune
-        overrides = suggest(trial, cfg.space)
+        overrides = suggest(trial, cfg.search_space())
         trial_settings = self.settings.override(
             {**overrides, "train.epochs": cfg.epochs, "train.num_threads": cfg.threads_per_worker}
         )
