@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install run lint test test-fast ui system-deps bench clean-state help optuna bench-tuning \
-        up down stack-status test-ops bench-skip
+        up up-pg down stack-status test-ops bench-skip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -64,6 +64,9 @@ bench: $(STAMP) system-deps  ## benchmarks (print ratios against a reference in 
 
 up: $(STAMP)  ## local stack on 127.0.0.1: Prefect server + process worker + MLflow server; deploys prefect.yaml
 	$(BIN)/modelmill up
+
+up-pg: $(STAMP)  ## the same stack on the project's own PostgreSQL (initdb under .modelmill/postgres/): Prefect, MLflow, Optuna
+	$(BIN)/modelmill up --postgres
 
 down:  ## stop exactly the processes `make up` started (by PID)
 	@if [ -x $(BIN)/modelmill ]; then $(BIN)/modelmill down; else $(PYTHON) -m flows.stack down; fi

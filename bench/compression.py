@@ -1,12 +1,12 @@
 """Benchmark: compression variants of the default champion vs its float model, in one run.
 
     python bench/compression.py                     # trains a champion with params.yaml defaults
-    python bench/compression.py --champion ckpt.pt  # a torch-pickled ConvNet instead
+    python bench/compression.py --champion model/  # a saved model folder (modelmill.modelfile) instead
     python bench/compression.py --sweep             # also: distillation students/T/alpha tried
 
 Prints, per variant: stored size ratio, latency ratio (float / variant; >1 = faster) at each
 measured batch size, accuracy delta in points — and the issue's targets as PASS/MISS lines.
-Sizes are the stored bytes (torch.save package, zlib); `dense` is a plain torch.save.
+Sizes are the stored bytes (safetensors package, zlib); `dense` is plain safetensors.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import warnings  # noqa: E402
-
-import torch  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")  # torch 2.13 deprecation notice
 
@@ -82,7 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--champion", help="torch-pickled ConvNet (default: train one with the config)")
+    parser.add_argument(
+        "--champion", help="model folder of a ConvNet (modelmill.modelfile; default: train one)"
+    )
     parser.add_argument("--config", default="params.yaml")
     parser.add_argument("--threads", type=int, default=1, help="torch threads while timing")
     parser.add_argument(
@@ -98,7 +98,9 @@ def parse_args() -> argparse.Namespace:
 
 def load_or_train(path, dataset, splits, settings):
     if path:
-        return torch.load(path, weights_only=False).cpu().eval()
+        from modelmill import modelfile
+
+        return modelfile.load(path).module.cpu().eval()  # a model folder (safetensors + JSON), verified
     tick = time.perf_counter()
     model = build_model(dataset.schema.image_shape, len(dataset.schema.classes), settings.model)
     result = train(model, splits["train"], splits["val"], settings.train)

@@ -7,9 +7,13 @@
 (b) K=1 vs K=2 workers on one study: speed-up (torch threads = 1 per worker), with a
     control (two plain trainings one after the other vs at once) showing what the machine
     itself gives to a second process right now.
+(c) trials on Dask through prefect-dask (tune.cluster local:1 vs local:2, each trial a
+    Prefect task run) beside the built-in pool (K=1, K=2) on the same trials, with the same
+    control: the Dask speed-up and its overhead per trial against the pool.
 
     python bench/tuning.py [--trials 30] [--epochs 20] [--seeds 3] [--parallel-trials 30]
-                           [--set tune.pruner_warmup_epochs=1 ...] [--only pruning|workers]
+                           [--dask-trials 24] [--dask-epochs 6]
+                           [--set tune.pruner_warmup_epochs=1 ...] [--only pruning|workers|dask]
 
 Each configuration tunes a fresh study in its own temporary sqlite storage; the epochs cap
 and pruner settings are those of params.yaml unless given. Compare the ratios.
@@ -18,7 +22,9 @@ and pruner settings are those of params.yaml unless given. Compare the ratios.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +33,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flows.env import configure  # noqa: E402
+
+# Prefect state in a temp folder, set before anything imports prefect (it reads its settings once)
+_STATE = tempfile.mkdtemp(prefix="modelmill-bench-tune-state-")
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
+configure(_STATE)
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "600"  # a busy machine
 
 import yaml  # noqa: E402
 
@@ -44,7 +58,12 @@ def run_study(base: Settings, workdir: Path, label: str, **overrides) -> dict:
     store.mkdir()
     settings = base.override({"tune.storage": f"sqlite:///{store}/optuna.db", **overrides})
     started = time.perf_counter()
-    result = tuning.tune(settings, "bench", root=store)
+    if settings.tune.cluster:  # through prefect-dask: the tasks run on an ephemeral Prefect API
+        from tasks.tune_dask import tune_on_cluster
+
+        result = tune_on_cluster(settings, "bench", [], settings.tune.cluster, root=store)
+    else:
+        result = tuning.tune(settings, "bench", root=store)
     seconds = time.perf_counter() - started
     epochs = sum(
         len(t.user_attrs.get(tuning.HISTORY_ATTR, []))
@@ -147,7 +166,9 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a configuration override (YAML value), e.g. tune.pruner_warmup_epochs=1",
     )
-    parser.add_argument("--only", choices=["pruning", "workers"], default=None)
+    parser.add_argument("--dask-trials", type=int, default=24)
+    parser.add_argument("--dask-epochs", type=int, default=6, help="epochs per trial in (c)")
+    parser.add_argument("--only", choices=["pruning", "workers", "dask"], default=None)
     parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.control_job:
@@ -182,6 +203,9 @@ def main() -> None:
             f"load avg {os.getloadavg()[0]:.1f}",
             flush=True,
         )
+        if args.only == "dask":
+            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
+            return
         if args.only != "workers":
             seeds = [first_seed + i for i in range(args.seeds)]
             labels = {"no pruning": "none", **{f"pruner {p}": p for p in args.pruners.split(",") if p}}
@@ -202,18 +226,9 @@ def main() -> None:
         if args.only == "pruning":
             return
 
-        # same compute per trial (architecture and batch fixed, no early stopping), so the
-        # ratio measures parallelism, not which architectures each run happened to sample
-        fixed = {
-            "tune.pruner": "none",
-            "tune.trials": args.parallel_trials,
-            "train.patience": epochs,
-            "tune.space": {
-                k: v.model_dump()
-                for k, v in base.tune.space_for(image_kind.SEARCH_SPACE).items()
-                if k in ("train.learning_rate", "train.weight_decay", "model.dropout")
-            },
-        }
+        # same compute per trial, so the ratio measures parallelism, not which architectures
+        # each run happened to sample
+        fixed = fixed_compute(base, args.parallel_trials, epochs)
         serial = run_study(base, workdir, "1 worker", **fixed)
         parallel = run_study(base, workdir, "2 workers", **fixed, **{"tune.workers": 2})
         print_table(
@@ -228,7 +243,65 @@ def main() -> None:
             f"{one_by_one:.1f} s, at once {at_once:.1f} s: the machine's 2-process speed-up now is "
             f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)"
         )
+        if args.only is None:
+            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
+    return
+
+
+def fixed_compute(base: Settings, trials: int, epochs: int) -> dict:
+    """Same compute per trial (architecture and batch fixed, no pruning, no early stopping)."""
+    return {
+        "tune.pruner": "none",
+        "tune.trials": trials,
+        "tune.epochs": epochs,
+        "train.patience": epochs,
+        "tune.space": {
+            k: v.model_dump()
+            for k, v in base.tune.space_for(image_kind.SEARCH_SPACE).items()
+            if k in ("train.learning_rate", "train.weight_decay", "model.dropout")
+        },
+    }
+
+
+def dask_section(base: Settings, workdir: Path, data: Path, trials: int, epochs: int) -> None:
+    """(c) Dask 1 vs 2 workers, beside the built-in pool and the machine's own control."""
+    from tasks.tune_dask import api_for_workers, task_runner
+
+    with api_for_workers():  # the ephemeral Prefect API up before any timing
+        started = time.perf_counter()
+        with task_runner("local:2") as runner:
+            runner.client.wait_for_workers(2)
+        cluster_start = time.perf_counter() - started
+        fixed = fixed_compute(base, trials, epochs)
+        rows = {}
+        for label, extra in (
+            ("pool K=1", {"tune.workers": 1}),
+            ("pool K=2", {"tune.workers": 2}),
+            ("dask local:1", {"tune.cluster": "local:1"}),
+            ("dask local:2", {"tune.cluster": "local:2"}),
+        ):
+            rows[label] = run_study(base, workdir, label.replace(" ", "-").replace(":", ""), **fixed, **extra)
+            print(f"  {label}: {rows[label]['seconds']:.1f} s", flush=True)
+    one_by_one, at_once = control(data, epochs)
+    print_table(
+        f"(c) Dask through prefect-dask vs the built-in pool, {trials} trials x {epochs} epochs, "
+        "fixed architecture, no pruning, 1 torch thread per worker",
+        list(rows.values()),
+        rows["pool K=1"],
+    )
+    dask_speedup = rows["dask local:1"]["seconds"] / rows["dask local:2"]["seconds"]
+    print(
+        f"Dask 2 workers vs 1: {dask_speedup:.2f}x (target >= 1.7x: "
+        f"{'PASS' if dask_speedup >= 1.7 else 'MISS'}); control now: 2 plain trainings one after the "
+        f"other {one_by_one:.1f} s, at once {at_once:.1f} s = {one_by_one / at_once:.2f}x"
+    )
+    for k in (1, 2):
+        extra = rows[f"dask local:{k}"]["seconds"] - rows[f"pool K={k}"]["seconds"]
+        print(
+            f"Dask overhead vs the pool, {k} worker(s): {extra:+.1f} s in all = {extra / trials:+.2f} s "
+            f"per trial (includes starting the cluster once: {cluster_start:.1f} s for local:2)"
+        )
 
 
 if __name__ == "__main__":

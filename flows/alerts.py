@@ -108,7 +108,8 @@ def _webhook_url(parameters: dict) -> str | None:
     project_dir, config = params.get("project_dir", "."), params.get("config", "params.yaml")
     if not Path(project_dir, config).exists():
         config = "params.yaml"  # the run failed on its config: alert with the project's defaults
-    return load_project_settings(project_dir, config).ops.alert_webhook_url
+    url = load_project_settings(project_dir, config).ops.alert_webhook_url
+    return url.get_secret_value() if url is not None else None
 
 
 def notify(url: str, failure: dict, timeout: float = 5.0) -> None:

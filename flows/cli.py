@@ -53,8 +53,10 @@ def run(
         params = RetrainParams(project_dir=project_dir, config=config, epochs=epochs,
                                learning_rate=learning_rate, seed=seed,
                                gate_tolerance=gate_tolerance, force=force, tune=tune)  # fmt: skip
-        params.settings()  # a config error fails here, before Prefect starts
-        with one_shot_run(), shown_run(project_dir, "run", verbose):
+        settings = params.settings()  # a config error fails here, before Prefect starts
+        # the lock before Prefect: a second writer waits here, not racing for the ephemeral API
+        lock = writer_lock(project_dir, settings, "modelmill run")
+        with lock, one_shot_run(), shown_run(project_dir, "run", verbose):
             from flows.retrain import retrain
 
             summary = retrain(params)
@@ -67,8 +69,12 @@ def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ev, reg = summary["evaluation"], summary["registry"]
     console = Console()
+    if summary.get("skipped") == "no drift":
+        console.print(f"[green]no drift[/] in data version {summary['data_version']} against the "
+                      "champion's: not retrained (drift.on_drift: retrain)")  # fmt: skip
+        return
+    ev, reg = summary["evaluation"], summary["registry"]
     if summary.get("skipped"):
         console.print(
             f"[yellow]nothing changed since MLflow run {summary['reused_run_id']}: "
@@ -95,6 +101,40 @@ def print_summary(summary: dict) -> None:
     )
 
 
+@app.command("drift")
+def drift_command(
+    reference: str = typer.Option("champion", "--from", help="data version md5, git revision, champion"),
+    current: str = typer.Option(
+        "workspace", "--to", help="as --from, workspace, or a CSV / Parquet / folder of inputs"
+    ),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="exit 1 when drift is detected"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Compare two data versions (or a data version and inputs) through the champion: MMD on its
+    embeddings, label, prediction and per-feature tests. Exit 1 on drift with --fail-on-drift."""
+    from flows.console import shown_run
+    from flows.params import DriftParams
+    from flows.warmup import one_shot_run
+    from modelmill.errors import ModelmillError
+
+    if Path(current).exists():  # inputs on disk: relative to where the command runs
+        current = str(Path(current).resolve())
+    try:
+        params = DriftParams(project_dir=project_dir, config=config, reference=reference, current=current)
+        params.settings()
+        with one_shot_run(), shown_run(project_dir, "drift", verbose):
+            from flows.drift import drift
+
+            result = drift(params)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(result["markdown"])
+    typer.echo(f"MLflow run {result['mlflow_run_id']} (artifacts drift/drift.html, drift/drift.json)")
+    raise typer.Exit(1 if result["drifted"] and fail_on_drift else 0)
+
+
 @app.command("tune")
 def tune_command(
     project_dir: str = ProjectOpt,
@@ -104,6 +144,9 @@ def tune_command(
     workers: int | None = typer.Option(None, min=1, help="trials at once, in processes (tune.workers)"),
     pruner: str | None = typer.Option(None, help="hyperband | median | none (tune.pruner)"),
     storage: str | None = typer.Option(None, help="Optuna storage URL (tune.storage)"),
+    cluster: str | None = typer.Option(
+        None, help="trials on Dask: local:N worker processes or tcp://HOST:8786 (tune.cluster)"
+    ),
     dashboard: bool = typer.Option(
         False, "--dashboard", help="open optuna-dashboard over the storage instead"
     ),
@@ -125,6 +168,7 @@ def tune_command(
             workers=workers,
             pruner=pruner,
             storage=storage,
+            cluster=cluster,
         )
         settings = params.settings()  # a config error fails here, before Prefect starts
         if dashboard:
@@ -145,11 +189,12 @@ def open_dashboard(settings, project_dir: str, port: int) -> int:
     """optuna-dashboard on 127.0.0.1 over the study storage (blocks; Ctrl-C stops it)."""
     import optuna_dashboard
 
+    from modelmill.secrets import mask_url
     from modelmill.tuning import create_schema, resolve_storage_url
 
-    url = resolve_storage_url(settings.tune.storage, project_dir)
+    url = resolve_storage_url(settings.tune.storage.get_secret_value(), project_dir)
     create_schema(url, settings.tune)
-    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {url} (Ctrl-C stops it)")
+    typer.echo(f"optuna-dashboard on http://127.0.0.1:{port} over {mask_url(url)} (Ctrl-C stops it)")
     optuna_dashboard.run_server(url, host="127.0.0.1", port=port)
     return 0
 
@@ -179,8 +224,10 @@ def compress_command(
             budget_points=budget_points,
             select_by=select_by,
         )
-        params.settings()
-        with shown_run(project_dir, "compress", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill compress"),
+            shown_run(project_dir, "compress", verbose),
+        ):
             summary = compress(params)
     except ModelmillError as exc:
         fail(str(exc))
@@ -195,19 +242,21 @@ def data_bootstrap(
     force: bool = typer.Option(False, "--force", help="rewrite the data folder even when it exists"),
 ) -> None:
     """Write the built-in dataset into data/ (byte for byte the same everywhere) and `dvc add` it."""
-    from modelmill.data import bootstrap, missing_files
+    from modelmill.data import missing_files
     from modelmill.errors import ModelmillError
-    from tasks.data import version_data
+    from modelmill.lock import project_lock
+    from tasks.data import bootstrap_data, version_data
 
     try:
         settings = _settings(project_dir, config, {"data.source": source})
         data_dir = Path(project_dir, settings.data.dir)
-        if missing_files(data_dir) or force:
-            typer.echo(f"writing {settings.data.source} into {data_dir} ...")
-            bootstrap(data_dir, settings.data.source)
-        else:
-            typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
-        version = version_data(project_dir, settings, "data bootstrap")
+        with project_lock(project_dir, "data bootstrap", settings.data.lock_timeout):
+            if missing_files(data_dir) or force:
+                typer.echo(f"writing {settings.data.source} into {data_dir} ...")
+                version = bootstrap_data(project_dir, settings)
+            else:
+                typer.echo(f"{data_dir} already holds a dataset (use --force to rewrite it)")
+                version = version_data(project_dir, settings, "data bootstrap")
     except ModelmillError as exc:
         fail(str(exc))
     typer.echo(f"data version {version} ({settings.data.dir}.dvc)")
@@ -319,8 +368,10 @@ def import_labels_cmd(
             min_agreement=min_agreement,
             strict=strict,
         )
-        params.settings()
-        with shown_run(project_dir, "import-labels", verbose):
+        with (
+            writer_lock(project_dir, params.settings(), "modelmill import-labels"),
+            shown_run(project_dir, "import-labels", verbose),
+        ):
             result = import_labels(params)
     except ValidationError as exc:
         fail(str(exc).splitlines()[0] + ": " + "; ".join(e["msg"] for e in exc.errors()))
@@ -383,18 +434,36 @@ def export_tasks_cmd(
 
 
 @app.command()
+def doctor(project_dir: str = ProjectOpt, config: str = ConfigOpt) -> None:
+    """Check data/ vs data.dvc vs the DVC cache and remote, the champion, runs, work folders, the lock."""
+    from flows.doctor import diagnose
+    from modelmill.errors import ModelmillError
+
+    try:
+        findings = diagnose(project_dir, _settings(project_dir, config))
+    except ModelmillError as exc:
+        fail(str(exc))
+    for finding in findings:
+        typer.echo(finding.line())
+    problems = sum(not f.ok for f in findings)
+    typer.echo(f"{problems} problem(s)" if problems else "all good")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
 def ui(
     project_dir: str = ProjectOpt,
     config: str = ConfigOpt,
     port: int = typer.Option(5000, help="port on 127.0.0.1"),
 ) -> None:
     """Open the MLflow UI over the project's tracking store (127.0.0.1 only)."""
+    from modelmill.secrets import mask_url
     from tasks.tracking import tracking_uri
 
     settings = _settings(project_dir, config)
     uri = tracking_uri(settings, project_dir)
     artifacts = Path(project_dir, settings.tracking.artifacts_dir).resolve()
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops it)")
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {mask_url(uri)} (Ctrl-C stops it)")
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     cmd = [
         sys.executable,
@@ -416,11 +485,16 @@ def ui(
 
 
 @app.command()
-def up(project_dir: str = ProjectOpt) -> None:
+def up(
+    project_dir: str = ProjectOpt,
+    postgres: bool = typer.Option(
+        False, "--postgres", help="run Prefect, MLflow and Optuna on the project's own PostgreSQL"
+    ),
+) -> None:
     """Start the local stack (Prefect server, process worker, MLflow server) and deploy prefect.yaml."""
     from flows.stack import main as stack_main
 
-    raise typer.Exit(stack_main(["up", project_dir]))
+    raise typer.Exit(stack_main(["up", project_dir, *(["--postgres"] if postgres else [])]))
 
 
 @app.command()
@@ -429,6 +503,13 @@ def down(project_dir: str = ProjectOpt) -> None:
     from flows.stack import main as stack_main
 
     raise typer.Exit(stack_main(["down", project_dir]))
+
+
+def writer_lock(project_dir: str, settings, command: str):
+    """The project lock for a writer command (the flow takes it again, re-entrantly)."""
+    from modelmill.lock import project_lock
+
+    return project_lock(project_dir, command, settings.data.lock_timeout)
 
 
 def _settings(project_dir: str, config: str, overrides: dict | None = None):

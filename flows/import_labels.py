@@ -11,12 +11,21 @@ from modelmill.config import Settings
 from tasks.context import git_commit
 from tasks.data import sync_data
 from tasks.labels import inbox_exports, merge_exports, new_data_version, publish_import
+from tasks.reconcile import reconcile
 from tasks.tracking import tracked_run
+from tasks.writers import writer
 
 
 @flow(name="import-labels", log_prints=True)
 def import_labels(params: ImportLabelsParams = ImportLabelsParams()) -> dict[str, Any]:
+    project_dir = str(Path(params.project_dir).resolve())
+    with writer(project_dir, params.settings(), "import-labels"):  # data/ and data.dvc
+        return _import_labels(params)
+
+
+def _import_labels(params: ImportLabelsParams) -> dict[str, Any]:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
+    reconcile(project_dir, settings, f"import-labels {runtime.flow_run.name}")
     # relative paths are relative to the project (the CLI passes absolute ones)
     paths = [str(Path(project_dir, p).resolve()) for p in params.paths]
     paths = paths or inbox_exports(project_dir, settings)

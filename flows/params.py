@@ -4,7 +4,7 @@ same way: `ProjectParams.settings()` -> `load_project_settings(project_dir, conf
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from modelmill.config import Settings, load_project_settings
 
@@ -55,7 +55,10 @@ class TuneParams(ProjectParams):
     timeout: float | None = Field(None, gt=0, description="override tune.timeout (seconds, this run)")
     workers: int | None = Field(None, ge=1, description="override tune.workers (trials at once)")
     pruner: str | None = Field(None, description="override tune.pruner: hyperband | median | none")
-    storage: str | None = Field(None, description="override tune.storage (SQLAlchemy URL)")
+    storage: SecretStr | None = Field(
+        None, description="override tune.storage (SQLAlchemy URL; recorded masked: prefer params.yaml)"
+    )
+    cluster: str | None = Field(None, description="override tune.cluster: local:N or tcp://HOST:8786 (Dask)")
 
     def overrides(self) -> dict[str, Any]:
         return {
@@ -63,7 +66,8 @@ class TuneParams(ProjectParams):
             "tune.timeout": self.timeout,
             "tune.workers": self.workers,
             "tune.pruner": self.pruner,
-            "tune.storage": self.storage,
+            "tune.storage": self.storage.get_secret_value() if self.storage else None,
+            "tune.cluster": self.cluster,
         }
 
 
@@ -96,3 +100,15 @@ class ImportLabelsParams(ProjectParams):
             "labels.min_agreement": self.min_agreement,
             "labels.strict": self.strict,
         }
+
+
+class DriftParams(ProjectParams):
+    """Flow parameters: the two sides of a drift check (`modelmill drift --from ... --to ...`)."""
+
+    reference: str = Field(
+        "champion", description="data version md5, git revision of data.dvc, champion or workspace"
+    )
+    current: str = Field(
+        "workspace", description="as reference, or a CSV / Parquet / folder of inputs (e.g. predictions)"
+    )
+    fail_on_drift: bool = Field(False, description="fail the flow run when drift is detected")

@@ -1,7 +1,7 @@
 """The nightly retrain, one task per stage (the Prefect graph is this diagram):
 
-sync data -> import labels -> [tune] -> find reusable run -> validate -> split -> train
-  -> evaluate -> gate -> register -> compress -> summary
+sync data -> import labels -> [tune] -> find reusable run -> validate -> drift -> split -> train
+  -> evaluate -> gate -> register -> compress -> card -> summary
 
 An unchanged run (same data version, outcome settings, code and libraries as a finished run)
 stops after `find-reusable-run` and records which run it reused.
@@ -13,14 +13,17 @@ from typing import Any
 from prefect import flow, runtime
 
 from flows.alerts import alert_on_failure
-from flows.compress import compress_registered
+from flows.compress import compress_stage
 from flows.import_labels import import_new_labels
 from flows.params import RetrainParams
 from modelmill.config import Settings
-from modelmill.errors import GateRejected
+from modelmill.errors import CompressionError, GateRejected, RegistryConflict
+from tasks.card import model_card
 from tasks.context import Lineage, RunContext, flow_run, lineage_of_this_run
 from tasks.data import sync_data
+from tasks.drift import check_drift, stop_for_drift
 from tasks.evaluate import evaluate, gate
+from tasks.reconcile import reconcile
 from tasks.registry import Registration, register
 from tasks.report import publish_summary
 from tasks.reuse import find_reusable_run, record_skip, run_fingerprint
@@ -28,11 +31,21 @@ from tasks.split import SplitRef, split_data
 from tasks.train import train_challenger
 from tasks.tune import nest_tuning_run, tune_study
 from tasks.validate import validate_data
+from tasks.writers import writer
 
 
 @flow(name="retrain", log_prints=True, on_failure=[alert_on_failure])
 def retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     project_dir, settings = str(Path(params.project_dir).resolve()), params.settings()
+    with writer(project_dir, settings, "retrain"):  # data/, data.dvc and the champion alias
+        summary = _retrain(project_dir, settings, params)
+    if (summary.get("compression") or {}).get("error"):  # the run is finished and the promotion
+        raise CompressionError(summary["compression"]["error"])  # stands; a later run retries it
+    return summary
+
+
+def _retrain(project_dir: str, settings: Settings, params: RetrainParams) -> dict[str, Any]:
+    reconciled = reconcile(project_dir, settings, f"retrain {runtime.flow_run.name}")
     data_version = sync_data(project_dir, settings)
     data_version = import_new_labels(project_dir, params.config, settings, data_version)
     lineage = lineage_of_this_run(project_dir, data_version)
@@ -49,19 +62,31 @@ def retrain(params: RetrainParams = RetrainParams()) -> dict[str, Any]:
         retrain_anyway = params.force or not settings.ops.skip_unchanged
         reusable = None if retrain_anyway else find_reusable_run(ctx, fingerprint)
         if reusable is not None:
-            return record_skip(ctx, reusable, fingerprint)
+            return retry_compression(ctx, record_skip(ctx, reusable, fingerprint), reconciled, lineage)
         validate_data(ctx, data_version)
+        drift = check_drift(ctx, data_version)
+        if stop_for_drift(settings, drift):  # drift.on_drift: retrain, and none was found
+            return {"data_version": data_version, "skipped": "no drift", "drift": drift,
+                    "mlflow_run_id": ctx.run_id}  # fmt: skip
         splits = split_data(ctx, data_version)
         checkpoint = train_challenger(ctx, splits)
         evaluation = evaluate(ctx, checkpoint, splits)
         decision = gate(ctx, evaluation)
-        registered = register(ctx, checkpoint, decision, lineage, splits)
+        try:
+            registered = register(ctx, checkpoint, decision, lineage, splits)
+        except RegistryConflict:  # the champion moved since the gate: compare with the new one, once
+            evaluation = evaluate(ctx, checkpoint, splits)
+            decision = gate(ctx, evaluation)
+            registered = register(ctx, checkpoint, decision, lineage, splits)
         compression = compress_champion(ctx, registered, lineage, splits)
+        card = model_card(ctx, evaluation, registered, lineage, splits, compression, decision.reason)
         summary = publish_summary(ctx, {
             "data_version": data_version, "evaluation": evaluation.model_dump(),
             "registry": registered.model_dump(), "gate_reason": decision.reason,
             "compression": compression, "mlflow_run_id": ctx.run_id,
             "compression_note": compression_note(ctx.settings, registered, compression),
+            "card": card, "gate_significant": decision.significant,
+            "drift": drift,
         })  # fmt: skip
         if not decision.promote and settings.gate.fail_on_reject:
             raise GateRejected(f"gate rejected {registered.name} v{registered.version}: {decision.reason}")
@@ -80,7 +105,21 @@ def compress_champion(
         what = f"{schema.kind} kind's model" if schema.kind != "image" else "RGB ConvNet"
         methods = ("dynamic_int8", "static_int8", "prune", "distill")
         return {"not_applicable": {m: f"not implemented for the {what} yet" for m in methods}}
-    return compress_registered(ctx, f"{registered.name}/{registered.version}", lineage, splits)
+    return compress_stage(ctx, registered.name, registered.version, lineage, splits)
+
+
+def retry_compression(
+    ctx: RunContext, skipped: dict[str, Any], reconciled: dict[str, Any], lineage: Lineage
+) -> dict[str, Any]:
+    """An unchanged run whose champion's compression failed last time retries only that."""
+    version = reconciled["compress_version"]
+    if version:
+        splits = split_data(ctx, skipped["data_version"])
+        name = ctx.settings.registry.model_name
+        skipped["compression"] = compress_stage(ctx, name, version, lineage, splits)
+    elif (skipped.get("compression") or {}).get("error"):
+        skipped["compression"] = None  # retried and done since
+    return skipped
 
 
 def compression_note(settings: Settings, registered: Registration, compression: dict[str, Any] | None) -> str:
@@ -92,5 +131,7 @@ def compression_note(settings: Settings, registered: Registration, compression: 
         return "not applicable: " + "; ".join(
             f"{m} {why}" for m, why in compression["not_applicable"].items()
         )
+    if (compression or {}).get("error"):
+        return f"failed (the promotion stands; the next run retries it): {compression['error']}"
     reg = (compression or {}).get("registered")
     return f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"

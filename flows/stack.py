@@ -21,8 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from flows import postgres
 from flows.env import STATE_DIR, project_env
 from modelmill.config import load_project_settings
+from modelmill.processes import identity
 
 WORK_POOL = "modelmill-process"
 
@@ -41,7 +43,11 @@ class Stack:
     worker_port: int
     # None: the embedded sqlite store mlflow/mlflow.db; else e.g. postgresql://user@host:port/db
     mlflow_backend: str | None = None
+    # `up --postgres`: the project's PostgreSQL cluster for Prefect, MLflow and Optuna
+    postgres_port: int | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    # start time (clock ticks since boot) and command line of each PID when `up` started it
+    identity: dict[str, dict] = field(default_factory=dict)
 
     @property
     def prefect_url(self) -> str:
@@ -84,6 +90,14 @@ class Stack:
             MLFLOW_TRACKING_URI=self.mlflow_url,
             MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         )
+        if self.postgres_port:  # URLs without the password: PGPASSFILE holds it
+            env.update(postgres.client_env(self.state, self.postgres_port))
+            env.update(
+                PREFECT_API_DATABASE_CONNECTION_URL=postgres.url(
+                    self.postgres_port, "prefect", "postgresql+asyncpg"
+                ),
+                MODELMILL_OPTUNA_STORAGE=postgres.url(self.postgres_port, "optuna"),
+            )
         return env
 
 
@@ -119,7 +133,19 @@ def _spawn(stack: Stack, name: str, argv: list[str]) -> None:
             start_new_session=True,
         )
     stack.pids[name] = proc.pid
+    stack.identity[name] = identity(proc.pid) or {}
     _save(stack)
+
+
+def still_ours(stack: Stack, name: str) -> bool:
+    """Whether the recorded PID is still the process `up` started (not a reused PID)."""
+    pid, recorded = stack.pids[name], stack.identity.get(name)
+    now = identity(pid)
+    if now is None:
+        return False
+    if not recorded:  # a stack.json written before identities were recorded: the program must match
+        return any(("mlflow" if name == "mlflow" else "prefect") in arg for arg in now["cmdline"])
+    return now["start"] == recorded.get("start") and now["cmdline"] == recorded.get("cmdline")
 
 
 def _save(stack: Stack) -> None:
@@ -211,8 +237,10 @@ def start_servers(stack: Stack) -> None:
             str(stack.prefect_port),
         ],
     )
-    wait_healthy(stack, "prefect-server", f"{stack.prefect_api_url}/health")
-    wait_healthy(stack, "mlflow", f"{stack.mlflow_url}/health")
+    # a first start on PostgreSQL runs every schema migration of both servers: minutes on a busy machine
+    timeout = 300.0 if stack.postgres_port else 90.0
+    wait_healthy(stack, "prefect-server", f"{stack.prefect_api_url}/health", timeout)
+    wait_healthy(stack, "mlflow", f"{stack.mlflow_url}/health", timeout)
 
 
 def prefect_cli(stack: Stack, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -263,8 +291,11 @@ def up(
     prefect_port: int | None = None,
     mlflow_port: int | None = None,
     mlflow_backend: str | None = None,
+    with_postgres: bool = False,
 ) -> Stack:
-    """Start the stack for the project at `root`; returns it once every part is healthy."""
+    """Start the stack for the project at `root`; returns it once every part is healthy.
+    `with_postgres`: first the project's PostgreSQL, which the Prefect server, the MLflow
+    server and the Optuna storage (MODELMILL_OPTUNA_STORAGE) then run on."""
     root = Path(root).resolve()
     running = load_stack(root)
     if running and all(_alive(pid) for pid in running.pids.values()):
@@ -277,7 +308,10 @@ def up(
         mlflow_backend=mlflow_backend,
     )
     try:
+        if with_postgres:
+            start_postgres(stack)
         start_servers(stack)
+        create_writer_limit(stack)
         prefect_cli(stack, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
         _spawn(
             stack,
@@ -301,6 +335,28 @@ def up(
     return stack
 
 
+def create_writer_limit(stack: Stack) -> None:
+    """The global concurrency limit every writer flow takes a slot of (one writer at a time)."""
+    from tasks.writers import WRITER_LIMIT
+
+    try:
+        prefect_cli(stack, "global-concurrency-limit", "create", WRITER_LIMIT, "--limit", "1")
+    except StackError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
+def start_postgres(stack: Stack) -> None:
+    try:
+        postgres.init(stack.state)
+        stack.postgres_port = free_port()
+        stack.pids["postgres"] = postgres.start(stack.state, stack.postgres_port)
+    except postgres.PostgresError as exc:
+        raise StackError(f"postgres: {exc}; see {postgres.base_dir(stack.state) / 'postgres.log'}") from None
+    stack.mlflow_backend = postgres.url(stack.postgres_port, "mlflow")
+    _save(stack)
+
+
 def _stop(pid: int, timeout: float = 15.0) -> None:
     """SIGTERM the process group we started (leader = pid), SIGKILL if it lingers."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -321,20 +377,39 @@ def down(root: str | Path) -> list[str]:
     if stack is None:
         return []
     for name in ("worker", "prefect-server", "mlflow"):
-        if name in stack.pids:
+        if name not in stack.pids:
+            continue
+        if still_ours(stack, name):
             _stop(stack.pids[name])
+        elif _alive(stack.pids[name]):
+            print(
+                f"not signalling PID {stack.pids[name]} ({name}): its start time or command line is not "
+                "the one `up` recorded (the PID was reused)",
+                file=sys.stderr,
+            )
+    if "postgres" in stack.pids:  # the server's own fast shutdown, as its owner
+        postgres.stop(stack.state)
     stack.record.unlink(missing_ok=True)
     return list(stack.pids)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m flows.stack up|down|status [ROOT]` (used by `make up` / `make down`)."""
+    """`python -m flows.stack up|down|status [ROOT] [--postgres]` (`make up`, `make up-pg`, `make down`)."""
     argv = sys.argv[1:] if argv is None else argv
+    with_postgres = "--postgres" in argv
+    argv = [a for a in argv if a != "--postgres"]
     command, root = (argv + ["status"])[0], Path(argv[1] if len(argv) > 1 else ".")
     try:
         if command == "up":
-            stack = up(root, prefect_port=free_port(4200), mlflow_port=free_port(5000))
+            stack = up(
+                root, prefect_port=free_port(4200), mlflow_port=free_port(5000), with_postgres=with_postgres
+            )
             print(f"Prefect UI : {stack.prefect_url}\nMLflow UI  : {stack.mlflow_url}")
+            if stack.postgres_port:
+                print(
+                    f"PostgreSQL : 127.0.0.1:{stack.postgres_port} "
+                    f"(password in {postgres.passfile(stack.state)})"
+                )
             print(f"logs and PIDs in {stack.record.parent}")
         elif command == "down":
             stopped = down(root)

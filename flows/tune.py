@@ -9,6 +9,7 @@ from flows.params import TuneParams
 from tasks.context import git_commit
 from tasks.data import sync_data
 from tasks.tune import tune_study
+from tasks.writers import writer
 
 __all__ = ["TuneParams", "tune"]
 
@@ -22,5 +23,6 @@ def tune(params: TuneParams = TuneParams()) -> dict[str, Any]:
         "prefect_flow_run_name": runtime.flow_run.name,
         "flow": "tune",
     }
-    data_version = sync_data(project_dir, settings)
+    with writer(project_dir, settings, "tune"):  # the sync may write data/; the study itself does not
+        data_version = sync_data(project_dir, settings)
     return tune_study(project_dir, settings, data_version, f"{runtime.flow_run.name}-tune", tags)

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelmill.errors import ConfigError
+from modelmill.secrets import mask_bearer_url, mask_url, redact
+
+REVEAL = {"reveal_secrets": True}  # serialization context that dumps secrets in clear (handoffs only)
+
+
+def _masking(mask: Callable[[str], str]) -> PlainSerializer:
+    def serialize(value: SecretStr, info: SerializationInfo) -> str:
+        raw = value.get_secret_value()
+        return raw if (info.context or {}).get("reveal_secrets") else mask(raw)
+
+    return PlainSerializer(serialize, return_type=str, when_used="always")
+
+
+# credentials: kept as SecretStr (repr masked), dumped masked everywhere unless REVEAL is passed
+SecretUrl = Annotated[SecretStr, _masking(mask_url)]  # password / query values hidden
+BearerUrl = Annotated[SecretStr, _masking(mask_bearer_url)]  # the path is the credential
 
 
 class _Section(BaseModel):
@@ -32,6 +58,10 @@ class DataConfig(_Section):
         if min(value) < 1 or max(value) > 1024:
             raise ValueError("image_size: height and width must be between 1 and 1024")
         return value
+
+    lock_timeout: float = Field(
+        3600, ge=0, description="seconds a writer waits for the project lock (another writer holds it)"
+    )
 
 
 class ValidationConfig(_Section):
@@ -89,6 +119,20 @@ class GateConfig(_Section):
     metric: Literal["macro_f1", "accuracy"] = "macro_f1"
     tolerance: float = Field(0.005, ge=0, description="challenger may be this much below the champion")
     fail_on_reject: bool = False
+    min_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="absolute floor of the metric (null: none; the right one is per dataset)",
+    )
+    # paired_bootstrap by default: on ~270 test items one item moves accuracy by 0.004, so the point
+    # rule keeps or replaces the champion on noise. The paired rule keeps the champion only when the
+    # challenger is worse beyond the tolerance with confidence (the whole interval of the paired
+    # difference below -tolerance): a nightly retrain on newer data wins unless the data say otherwise.
+    rule: Literal["point", "paired_bootstrap"] = "paired_bootstrap"
+    min_robust_accuracy: float | None = Field(
+        None, ge=0, le=1, description="reject when accuracy under the strongest configured attack is lower"
+    )
 
 
 class RegistryConfig(_Section):
@@ -96,14 +140,15 @@ class RegistryConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: str = "sqlite:///mlflow/mlflow.db"
+    uri: SecretUrl = SecretStr("sqlite:///mlflow/mlflow.db")
     artifacts_dir: str = "mlflow/artifacts"
     experiment: str = "modelmill"
 
     @field_validator("uri")
     @classmethod
-    def _no_file_store(cls, value: str) -> str:
-        if value.startswith("file:") or "://" not in value:
+    def _no_file_store(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.startswith("file:") or "://" not in raw:
             raise ValueError("tracking.uri must be a database or server URI (sqlite:///..., http://...)")
         return value
 
@@ -137,6 +182,9 @@ class CompressConfig(_Section):
     latency_repeats: int = Field(30, ge=1)
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
+    min_explanation_iou: float | None = Field(
+        None, ge=0, le=1, description="selected variant's top-10% attributions vs the float's; below: none"
+    )
 
     @field_validator("sparsities")
     @classmethod
@@ -150,6 +198,62 @@ class CompressConfig(_Section):
         if self.serving_batch_size not in self.latency_batch_sizes:
             raise ValueError("serving_batch_size must be one of latency_batch_sizes")
         return self
+
+
+class IntervalsConfig(_Section):
+    resamples: int = Field(1000, ge=1000, description="bootstrap resamples (seeded, vectorised)")
+    level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
+    seed: int = 42
+
+
+class CalibrationConfig(_Section):
+    bins: int = Field(15, ge=2, description="equal-width confidence bins of ECE and the diagram")
+    temperature_scaling: bool = Field(True, description="fit a temperature on val, stored with the model")
+
+
+class RobustnessConfig(_Section):
+    enabled: bool = True
+    # in the input's own scale: images are [0, 1] pixels; tabular features are standardised
+    epsilons: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
+    pgd_steps: int = Field(5, ge=1)
+    pgd_step_factor: float = Field(2.5, gt=0, description="PGD step = factor * epsilon / steps")
+    noise_sigmas: list[float] = Field(default_factory=lambda: [0.1, 0.2])
+    max_items: int = Field(512, ge=1, description="test items attacked (a seeded subset beyond this)")
+    slack: float = Field(0.01, ge=0, description="accuracy slack of the monotonicity checks")
+    seed: int = 42
+
+    @field_validator("epsilons", "noise_sigmas")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(v < 0 for v in value):
+            raise ValueError("must be >= 0")
+        return sorted(value)
+
+
+class ExplanationsConfig(_Section):
+    enabled: bool = True
+    probes_per_class: int = Field(2, ge=1, description="fixed, seeded probe items per class")
+    ig_steps: int = Field(
+        128,
+        ge=2,
+        description="IG steps (Gauss-Legendre); at 64, 25% of digits probes missed the 1% completeness",
+    )
+    completeness_tolerance: float = Field(0.01, gt=0)
+    completeness_share: float = Field(0.95, gt=0, le=1, description="probes that must meet the tolerance")
+    deletion_steps: int = Field(10, ge=2)
+    deletion_max_ratio: float = Field(0.7, gt=0, description="AUC(top first) / AUC(random) at most")
+    randomisation_max_spearman: float = Field(0.3, description="trained vs re-initialised model")
+    top_fraction: float = Field(0.1, gt=0, le=1, description="share of features the IoU compares")
+    seed: int = 42
+
+
+class EvaluationConfig(_Section):
+    """Evaluation beyond accuracy (issue 16): each part can be turned off."""
+
+    intervals: IntervalsConfig = IntervalsConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
+    explanations: ExplanationsConfig = ExplanationsConfig()
 
 
 class LabelsConfig(_Section):
@@ -211,7 +315,10 @@ class TuneConfig(_Section):
     trials: int = Field(30, ge=0, description="trials in the study in total (resumes count); 0 = off")
     timeout: float | None = Field(None, gt=0, description="seconds for this invocation")
     workers: int = Field(1, ge=1, description="trials run at once (processes)")
-    storage: str = Field("sqlite:///optuna/optuna.db", description="Optuna RDB storage URL")
+    storage: SecretUrl = Field(SecretStr("sqlite:///optuna/optuna.db"), description="Optuna RDB storage URL")
+    cluster: str | None = Field(
+        None, description="trials on Dask: local:N (N worker processes) or tcp://HOST:PORT (a scheduler)"
+    )
     study_prefix: str = "modelmill"
     metric: Literal["val_loss", "val_accuracy"] = "val_loss"
     epochs: int = Field(20, ge=1, description="epochs cap per trial (Hyperband max resource)")
@@ -233,12 +340,24 @@ class TuneConfig(_Section):
 
     @field_validator("storage")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        if "://" not in value:
+    def _database_url(cls, value: SecretStr) -> SecretStr:
+        if "://" not in value.get_secret_value():
             raise ValueError(
                 "tune.storage must be an SQLAlchemy URL (sqlite:///optuna/optuna.db, postgresql://...)"
             )
         return value
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        kind, _, rest = value.partition(":")
+        if kind == "local" and rest.isdigit() and int(rest) >= 1:
+            return value
+        if kind in ("tcp", "tls") and rest.startswith("//") and rest[2:].rpartition(":")[2].isdigit():
+            return value
+        raise ValueError(f"'{value}' is not local:N (N >= 1) or tcp://HOST:PORT (a dask scheduler)")
 
     @field_validator("space")
     @classmethod
@@ -257,12 +376,6 @@ class TuneConfig(_Section):
                     raise ValueError(f"'{key}': value {value!r} is not allowed ({reason})") from None
         return space
 
-    def search_space(self) -> dict[str, SearchParam]:
-        """The space once resolved (tuning fills a null tune.space with the kind's default first)."""
-        if self.space is None:
-            raise ConfigError("tune.space is null: resolve it with the data kind's default first")
-        return self.space
-
     def space_for(self, kind_space: dict[str, Any]) -> dict[str, SearchParam]:
         """The configured space, or (tune.space: null) the data kind's default one."""
         if self.space is not None:
@@ -273,29 +386,80 @@ class TuneConfig(_Section):
 def _config_section(key: str) -> tuple[type[BaseModel], str]:
     """The section model and leaf name of a dotted key (`model.tabular.width`); not under tune."""
     *parents, leaf = key.split(".")
-    node: type[BaseModel] | None = Settings
+    node: Any = Settings
     for part in parents:
-        field = (
-            node.model_fields.get(part) if node is not None and (part, node) != ("tune", Settings) else None
-        )
-        annotation = field.annotation if field is not None else None
-        node = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    if not parents or node is None or leaf not in node.model_fields:
+        field = node.model_fields.get(part) if part != "tune" or node is not Settings else None
+        node = field.annotation if field is not None else None
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):
+            break
+    if not parents or not isinstance(node, type) or leaf not in getattr(node, "model_fields", {}):
         raise ValueError(f"'{key}' is not a configuration key (expected e.g. train.learning_rate)")
-    value = node.model_fields[leaf].annotation
-    if isinstance(value, type) and issubclass(value, BaseModel):
+    section = cast(type[BaseModel], node)  # a model: it has model_fields
+    annotation = section.model_fields[leaf].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         raise ValueError(f"'{key}' is a section, not a value")
-    return node, leaf
+    return section, leaf
 
 
 class OpsConfig(_Section):
     timezone: str = Field("UTC", description="IANA timezone of the nightly-retrain cron schedule")
-    alert_webhook_url: str | None = Field(
+    alert_webhook_url: BearerUrl | None = Field(
         None, description="POSTed a JSON failure summary when a flow run fails"
     )
     skip_unchanged: bool = Field(
         True, description="reuse the last run when data, config and code are unchanged"
     )
+
+
+# --- drift and augmentation (issue 17) ------------------------------------------------------
+
+
+class DriftConfig(_Section):
+    """Drift between the champion's training data and new data (or live inputs)."""
+
+    enabled: bool = Field(True, description="run the drift stage in `retrain` when there is a champion")
+    alpha: float = Field(0.05, gt=0, lt=1, description="false-positive rate (Benjamini-Hochberg)")
+    permutations: int = Field(300, ge=19, description="permutations of the MMD test")
+    max_items: int = Field(1000, ge=10, description="items drawn per side (bounds the time)")
+    features: bool = Field(True, description="per-feature tests for tabular data")
+    seed: int = 0
+    on_drift: Literal["warn", "retrain", "fail"] = Field(
+        "warn", description="warn: report, train as usual; retrain: train only on drift; fail: fail the run"
+    )
+
+
+class ImageAugment(_Section):
+    """Random transforms of (N, C, H, W) images in [0, 1], fresh for every training batch."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="max degrees, either way")
+    scale: float = Field(0.0, ge=0, lt=1, description="max relative zoom, either way (0.1: 0.9-1.1)")
+    translate: float = Field(0.0, ge=0, le=0.5, description="max shift, fraction of width / height")
+    crop: float = Field(0.0, ge=0, lt=1, description="max area fraction cut away, the rest resized back")
+    noise: float = Field(0.0, ge=0, le=1, description="std of Gaussian pixel noise")
+    erasing: float = Field(0.0, ge=0, le=1, description="probability of erasing one rectangle")
+    erasing_area: float = Field(0.2, gt=0, lt=1, description="max area fraction of that rectangle")
+
+
+class TabularAugment(_Section):
+    """Noise on numeric features (in their preprocessed units) and mixup of rows and labels."""
+
+    noise: float = Field(0.0, ge=0, description="std of Gaussian noise on numeric features")
+    mixup: float = Field(0.0, ge=0, description="alpha of Beta(alpha, alpha) mixing weights; 0: off")
+
+
+class TextAugment(_Section):
+    word_dropout: float = Field(0.0, ge=0, lt=1, description="probability of dropping each word")
+    word_swap: float = Field(0.0, ge=0, le=1, description="probability of swapping each adjacent pair")
+
+
+class AugmentConfig(_Section):
+    """Augmentation of training batches only, on the fly, seeded by (seed, batch number)."""
+
+    enabled: bool = False
+    seed: int | None = Field(None, description="None: train.seed")
+    image: ImageAugment = ImageAugment()
+    tabular: TabularAugment = TabularAugment()
+    text: TextAugment = TextAugment()
 
 
 class Settings(_Section):
@@ -305,20 +469,36 @@ class Settings(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     gate: GateConfig = GateConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     compress: CompressConfig = CompressConfig()
     labels: LabelsConfig = LabelsConfig()
     tune: TuneConfig = TuneConfig()
     ops: OpsConfig = OpsConfig()
+    drift: DriftConfig = DriftConfig()
+    augment: AugmentConfig = AugmentConfig()
 
     def flat(self) -> dict[str, Any]:
-        """The resolved configuration as dotted keys (for MLflow params)."""
+        """The resolved configuration as dotted keys, secrets masked (for MLflow params)."""
         return dict(_flatten(self.model_dump(mode="json")))
+
+    def private_json(self) -> str:
+        """JSON with the secrets in clear: only for handing the settings to a worker process."""
+        return self.model_dump_json(context=REVEAL)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear (to redact them from free text)."""
+        values = [self.tracking.uri, self.tune.storage, self.ops.alert_webhook_url]
+        return [v.get_secret_value() for v in values if v is not None]
+
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret masked (log lines, error messages, CLI output)."""
+        return redact(text, self.secret_values())
 
     def override(self, overrides: dict[str, Any]) -> Settings:
         """A copy with dotted-key overrides applied (`{"train.epochs": 2}`); None values skipped."""
-        tree = self.model_dump(mode="json")
+        tree = self.model_dump(mode="json", context=REVEAL)
         for dotted, value in overrides.items():
             if value is None:
                 continue

@@ -33,6 +33,11 @@ class CompressionError(ModelmillError):
     """A model cannot be compressed, stored or loaded as configured (names the file or key)."""
 
 
+class UnsafeModelError(ModelmillError):
+    """A model folder or registry version is refused before anything in it is loaded (names the
+    version or folder and the file)."""
+
+
 class ExportFormatError(ModelmillError):
     """A label export cannot be imported; names the file, the task/row and the problem."""
 
@@ -61,3 +66,31 @@ class DataImportError(ModelmillError):
         if column is not None:
             place.append(f"column '{column}'")
         super().__init__(f"{', '.join(place)}: {problem}")
+
+
+class LockTimeout(ModelmillError):
+    """The project lock stayed held by another writer past the timeout (names its PID and command)."""
+
+
+class DataSyncError(ModelmillError):
+    """data/ cannot be made to match data.dvc (names the remote and the missing version)."""
+
+
+class RegistryConflict(ModelmillError):
+    """An alias moved under us: the version the gate compared against is no longer the champion."""
+
+
+class EvaluationError(ModelmillError):
+    """An evaluation input or stored evaluation record is invalid (names the file and field)."""
+
+
+class DriftError(ModelmillError):
+    """Two samples cannot be compared for drift (names the sample, the column or the revision)."""
+
+
+class DriftDetected(ModelmillError):
+    """Drift was detected and the configuration says to fail (drift.on_drift: fail)."""
+
+
+class AugmentationError(ModelmillError):
+    """An augmentation spec is invalid for the data it is applied to (names the key)."""

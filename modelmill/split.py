@@ -31,3 +31,8 @@ def split_frame(frame: pd.DataFrame, cfg: SplitConfig) -> dict[str, pd.DataFrame
     """The frame's rows by split name, each in the frame's order."""
     names = frame[ID].map(lambda i: split_of(i, cfg))
     return {name: frame[names == name].reset_index(drop=True) for name in SPLITS}
+
+
+def split_definition(salt: str, val_fraction: float, test_fraction: float) -> str:
+    """What decides which item lands in which split, as recorded on every model version."""
+    return f"salt={salt};val={val_fraction:g};test={test_fraction:g}"

@@ -48,6 +48,9 @@ class TrainResult:
 OnEpoch = Callable[[EpochMetrics], None]
 # (logits, x, y) -> scalar training loss; the default is cross-entropy (distillation adds a teacher)
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (x, y, batch number) -> augmented (x, y), training batches only (modelmill.augment.BatchAugmenter);
+# y may come back as (N, C) class probabilities (mixup)
+Augment = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -70,15 +73,17 @@ def train(
     cfg: TrainConfig,
     on_epoch: OnEpoch | None = None,
     loss: LossFn | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Train `model` on train_xy, keep the weights of the epoch with the lowest val loss.
 
     `on_epoch` is called after each epoch (log to a tracker, report to a tuner; raising
     from it, e.g. optuna.TrialPruned, stops training). `loss` replaces the training loss
-    (validation and best-epoch selection stay on cross-entropy).
+    (validation and best-epoch selection stay on cross-entropy). `augment` transforms each
+    training batch on the CPU, seeded by its batch number, before it goes to the device.
     """
     with torch_threads(cfg.num_threads):
-        return _fit(model, train_xy, val_xy, cfg, on_epoch, loss)
+        return _fit(model, train_xy, val_xy, cfg, on_epoch, loss, augment)
 
 
 @contextmanager
@@ -103,6 +108,7 @@ def _fit(
     cfg: TrainConfig,
     on_epoch: OnEpoch | None,
     loss: LossFn | None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -112,12 +118,14 @@ def _fit(
     )
     optimizer, loss_fn = make_optimizer(model, cfg), nn.CrossEntropyLoss()
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
-    started = time.perf_counter()
+    started, step = time.perf_counter(), 0
     for epoch in range(1, cfg.epochs + 1):
         tick, model = time.perf_counter(), model.train()
         seen, loss_sum, correct = 0, 0.0, 0
         for x_batch, y_batch in loader:
-            x, y = x_batch.to(device, non_blocking=True), y_batch.to(device, non_blocking=True)
+            x, y = augment(x_batch, y_batch, step) if augment is not None else (x_batch, y_batch)
+            step += 1
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
             batch_loss = loss(logits, x, y) if loss is not None else loss_fn(logits, y)
@@ -125,7 +133,7 @@ def _fit(
             optimizer.step()
             seen += len(y)
             loss_sum += batch_loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += (logits.argmax(1) == (y if y.ndim == 1 else y.argmax(1))).sum().item()
         elapsed = time.perf_counter() - tick
         val_loss, val_acc = evaluate_loss(model, val_xy, cfg.batch_size * 4, device)
         metrics = EpochMetrics(

@@ -31,6 +31,7 @@ from modelmill.config import SearchParam, Settings, TuneConfig
 from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE, fit_splits, load_dataset, read_schema
 from modelmill.errors import ConfigError, TuningError
 from modelmill.kinds import default_model, kind_of
+from modelmill.secrets import mask_url, redact
 from modelmill.split import split_frame
 from modelmill.training import EpochMetrics, train
 
@@ -77,10 +78,15 @@ def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any
     return overrides
 
 
+def _resolved_space(cfg: TuneConfig) -> dict[str, SearchParam]:
+    """tune.space as with_kind_space filled it in (tuning always runs on such settings)."""
+    return cast(dict[str, SearchParam], cfg.space)
+
+
 def space_hash(cfg: TuneConfig) -> str:
     """Hash of what makes trial values comparable: the space, the metric, the epochs cap."""
     payload = {
-        "space": {k: v.model_dump() for k, v in sorted(cfg.search_space().items())},
+        "space": {k: v.model_dump() for k, v in sorted(_resolved_space(cfg).items())},
         "metric": cfg.metric,
         "epochs": cfg.epochs,
     }
@@ -136,7 +142,8 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry),
             )
     except (SQLAlchemyError, ImportError, ValueError) as exc:  # bad URL, missing driver, server down
-        raise TuningError(f"tune.storage: cannot open Optuna storage '{url}' ({exc})") from None
+        reason = redact(str(exc), [url])
+        raise TuningError(f"tune.storage: cannot open Optuna storage '{mask_url(url)}' ({reason})") from None
 
 
 @contextmanager
@@ -220,7 +227,7 @@ def _previous_best(storage: RDBStorage, cfg: TuneConfig, name: str) -> dict[str,
         return None
     newest = max(related, key=lambda s: s.datetime_start or datetime.min)
     best = cast(FrozenTrial, newest.best_trial)  # filtered above
-    return {k: v for k, v in best.params.items() if k in cfg.search_space()}
+    return {k: v for k, v in best.params.items() if k in _resolved_space(cfg)}
 
 
 def summarize(study: optuna.Study, url: str, seconds: float = 0.0) -> TuneResult:
@@ -253,7 +260,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         cfg = self.settings.tune
-        overrides = suggest(trial, cfg.search_space())
+        overrides = suggest(trial, _resolved_space(cfg))
         trial_settings = self.settings.override(
             {**overrides, "train.epochs": cfg.epochs, "train.num_threads": cfg.threads_per_worker}
         )
@@ -311,11 +318,11 @@ class _StopWhenDone:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         failed = sum(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))
-        if _started(study) >= self.trials or failed > self.trials:
+        if started_trials(study) >= self.trials or failed > self.trials:
             study.stop()
 
 
-def _started(study: optuna.Study) -> int:
+def started_trials(study: optuna.Study) -> int:
     """Finished trials plus the ones running now (in other workers: this one's has finished).
 
     A trial of a killed process stays RUNNING until its heartbeat is past the grace period:
@@ -349,7 +356,7 @@ def run_worker(
         sampler=make_sampler(cfg, 1009 * worker + seen),
         pruner=make_pruner(cfg),
     )
-    if _started(study) >= cfg.trials:
+    if started_trials(study) >= cfg.trials:
         return
     study.optimize(
         Objective(settings, splits, watch_parent=spawned),
@@ -367,11 +374,11 @@ def tune(
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")
-    url = resolve_storage_url(cfg.storage, root)
+    url = resolve_storage_url(cfg.storage.get_secret_value(), root)
     name = study_name(cfg, data_version)
     started = time.perf_counter()
     prepare_study(cfg, name, url)
-    payload = settings.model_dump_json()
+    payload = settings.private_json()  # the workers need the storage password
     if cfg.workers == 1:
         run_worker(payload, name, url, 0, callbacks)
     else:

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -182,7 +182,7 @@ def _describe(kind: str, column: str | None, kwargs: dict[str, Any], detail: dic
     if kind == "expect_column_values_to_be_in_set" and column == LABEL:
         return f"values outside the class set {kwargs.get('value_set')}"
     if kind == "expect_column_values_to_be_in_set":
-        return f"categories not in the schema {(kwargs.get('value_set') or [])[:20]}"
+        return f"categories not in the schema {cast(list[Any], kwargs.get('value_set'))[:20]}"
     if kind == "expect_column_values_to_be_between":
         return f"values outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}] (the schema's range)"
     if kind == "expect_column_values_to_be_in_type_list":

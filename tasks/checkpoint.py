@@ -1,32 +1,28 @@
-"""The challenger between stages of one run: weights (safetensors) + the model's JSON spec in a
-folder of the run's work dir. Nothing is pickled; loading rebuilds the module from its spec."""
+"""The challenger between stages of one run: a safe model folder (modelmill.modelfile: weights as
+safetensors, spec + classes + input shape as JSON, sha256 manifest) in the run's work dir. The
+same folder is what `register` logs. Nothing is pickled; loading verifies, then rebuilds."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
-from modelmill.models import build_from_spec, spec_of
+from modelmill import modelfile
+from modelmill.data import DatasetSchema
 
-WEIGHTS, SPEC = "model.safetensors", "model.json"
 
-
-def save_checkpoint(model: nn.Module, folder: str | Path) -> str:
-    from safetensors.torch import save_model
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(folder / WEIGHTS))
-    (folder / SPEC).write_text(json.dumps(spec_of(model), indent=2, sort_keys=True))
+def save_checkpoint(model: nn.Module, folder: str | Path, schema: DatasetSchema) -> str:
+    modelfile.save(
+        folder,
+        model,
+        classes=list(schema.classes),
+        input_example=torch.zeros(1, 1, *schema.image_shape),
+        kind=getattr(schema, "kind", "image"),
+    )
     return str(folder)
 
 
 def load_checkpoint(folder: str | Path) -> nn.Module:
-    from safetensors.torch import load_model
-
-    folder = Path(folder)
-    model = build_from_spec(json.loads((folder / SPEC).read_text()))
-    load_model(model, str(folder / WEIGHTS))
-    return model.eval()
+    return modelfile.load(folder).module

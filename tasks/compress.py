@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -15,11 +16,12 @@ from modelmill.compression import (
     markdown,
     planned_variants,
     plot_size_vs_accuracy,
-    save,
     table,
 )
+from modelmill.compression.storage import save_folder
 from modelmill.errors import CompressionError
 from tasks import progress
+from tasks.aliases import alias_target, move_alias, version_of_run
 from tasks.context import Lineage, RunContext
 from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version, load_version
@@ -91,15 +93,33 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "chosen": None,
         "table": frame.to_dict(orient="records"),
     }
+    if chosen is not None and not _keeps_the_reasons(ctx, teacher, chosen.module, xy["test"], out):
+        return out
     if chosen is not None:
-        path = Path(ctx.work_dir, f"{chosen.name}.mmz")
-        save(path, chosen.stored())
+        path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes))
         out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(
                 onnx_max_abs_diff=report.onnx.max_abs_diff, onnx_label_agreement=report.onnx.label_agreement
             )
     return out
+
+
+def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict) -> bool:
+    """IoU of the selected variant's top attributions with the float model's on the probe set,
+    logged; False (nothing registered) when below compress.min_explanation_iou."""
+    from modelmill.evaluation.explanations import explanation_iou
+
+    iou = explanation_iou(teacher, variant, *test_xy, ctx.settings.evaluation.explanations)
+    ctx.tracker().log_metrics({"compress_explanation_iou": iou})
+    out["explanation_iou"] = iou
+    floor = ctx.settings.compress.min_explanation_iou
+    if floor is None or iou >= floor:
+        return True
+    out["selection"] += f"\nrejected: explanation IoU {iou:.3f} < compress.min_explanation_iou {floor}"
+    get_run_logger().warning("compress: %s", out["selection"].splitlines()[-1])
+    return False
 
 
 def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
@@ -166,26 +186,30 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
     import mlflow
-    from tasks import compressed_model
-    from tasks.compressed_model import ARTIFACT, CompressedClassifier
+    from tasks.modelstore import log_folder
 
     chosen, source = result["chosen"], result["source"]
     if chosen is None:
         get_run_logger().warning("compress: nothing registered\n%s", result["selection"])
         return None
-    tracker, probe, example = ctx.tracker(), CompressedClassifier(), splits.xy("test")[0][:4].numpy()
-    probe.load_context(_Artifacts({ARTIFACT: chosen["path"]}))  # the output example, from the stored file
-    model_uri = tracker.log_pyfunc_model(
-        compressed_model.__file__,
-        {ARTIFACT: chosen["path"]},
-        example,
-        probe.predict(None, example),
-        name="compressed_model",
-    )
+    tracker, example = ctx.tracker(), splits.xy("test")[0][:4].numpy()
     name = source["name"] + ctx.settings.compress.registered_suffix
-    version = mlflow.register_model(model_uri, name, tags=_version_tags(chosen, source, lineage, ctx.run_id))
+    existing = version_of_run(tracker.client, name, ctx.run_id)  # a retry: the version exists
+    if existing is not None:
+        return _registered(ctx, name, existing, chosen, source)
+    model_uri, manifest_tags = log_folder(tracker, chosen["path"], example, name="compressed_model")
+    tags = {**_version_tags(chosen, source, lineage, ctx.run_id), **manifest_tags}
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    return _registered(ctx, name, version, chosen, source)
+
+
+def _registered(ctx: RunContext, name: str, version: Any, chosen: dict, source: dict) -> dict:
+    """Alias champion (compare-and-set, when the source is the champion), tags, log line, result."""
+    tracker = ctx.tracker()
     if source["is_champion"]:
-        tracker.client.set_registered_model_alias(name, CHAMPION, version.version)
+        current = alias_target(tracker.client, name, CHAMPION)
+        reason = f"compressed {source['name']} v{source['version']}"
+        move_alias(tracker.client, name, CHAMPION, str(version.version), current, reason, f"run {ctx.run_id}")
     tracker.set_tags({"compressed_model": name, "compressed_version": version.version})
     get_run_logger().info(
         "registered %s version %s (%s of %s v%s)%s",
@@ -201,7 +225,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
         "version": version.version,
         "variant": chosen["name"],
         "champion": source["is_champion"],
-        "model_uri": model_uri,
+        "model_uri": str(version.source),
     }
 
 
@@ -223,13 +247,6 @@ def _version_tags(chosen: dict, source: dict, lineage: Lineage, run_id: str) -> 
         "mlflow_run_id": run_id,
         **{k: f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in figures.items()},
     }
-
-
-class _Artifacts:
-    """The one attribute of mlflow's PythonModelContext that CompressedClassifier reads."""
-
-    def __init__(self, artifacts: dict[str, str]):
-        self.artifacts = artifacts
 
 
 @stage("compress-summary")

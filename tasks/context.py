@@ -83,10 +83,13 @@ def flow_run(
     both closed on exit whatever happens (FINISHED / FAILED / KILLED; folder removed)."""
     state = Path(project_dir, WORK_DIR)
     state.mkdir(parents=True, exist_ok=True)
+    from tasks.reconcile import write_work_owner
+
     with tracked_run(settings, project_dir, run_name, tags) as tracker:
         if log_config:
             tracker.log_params(settings.flat())
         work_dir = tempfile.mkdtemp(prefix=f"{run_name}-", dir=state)
+        write_work_owner(work_dir)  # swept by a later run if this process dies
         try:
             yield RunContext(project_dir, settings, tracker.run_id, work_dir)
         finally:

@@ -9,9 +9,11 @@ import yaml
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from modelmill import journal
 from modelmill.config import Settings
 from modelmill.data import SOURCES, bootstrap, missing_files
-from modelmill.errors import DatasetError
+from modelmill.errors import DatasetError, DataSyncError
+from modelmill.journal import folder_md5
 from tasks.progress import stage
 
 
@@ -75,24 +77,22 @@ def push_data(project_dir: str, settings: Settings) -> int:
 def sync_data(project_dir: str, settings: Settings) -> str:
     """Make the data folder match a DVC version and return that version.
 
-    Missing data is pulled from the remote (or bootstrapped for a built-in source); data
+    Finishes an interrupted write first (journal). Missing data is pulled from the remote; the
+    built-in source is bootstrapped only when there is no pointer or the pointer records that
+    source's own bytes. Any other pull failure fails here, before anything is written. Data
     changed by hand is recorded as a new version with `dvc add`.
     """
+    from tasks.recovery import finish_pending
+
     logger = get_run_logger()
-    data_dir = Path(project_dir, settings.data.dir)
-    pointer = pointer_file(project_dir, settings)
+    finish_pending(project_dir, settings)
+    data_dir, pointer = Path(project_dir, settings.data.dir), pointer_file(project_dir, settings)
     if pointer.exists() and not _complete(data_dir):
-        logger.info("data folder incomplete: dvc pull")
-        try:
-            with _repo(project_dir) as repo:
-                repo.pull(targets=[str(pointer)], remote=settings.data.dvc_remote)
-        except Exception as exc:  # noqa: BLE001 - the remote may hold nothing yet on a fresh clone
-            logger.warning("dvc pull failed (%s); bootstrapping the built-in source", exc)
-    if not _complete(data_dir):
+        pull_data(project_dir, settings)
+    elif not _complete(data_dir):
         if settings.data.source not in SOURCES:
             raise DatasetError(f"{data_dir}: no data and no way to bootstrap '{settings.data.source}'")
-        logger.info("bootstrapping %s into %s", settings.data.source, data_dir)
-        bootstrap(data_dir, settings.data.source)
+        bootstrap_data(project_dir, settings)
     before = data_version(project_dir, settings) if pointer.exists() else None
     if not pointer.exists() or dvc_status(project_dir, settings):
         version = version_data(project_dir, settings, "retrain: data folder changed")
@@ -102,6 +102,67 @@ def sync_data(project_dir: str, settings: Settings) -> str:
     push_data(project_dir, settings)
     logger.info("data version %s", version)
     return version
+
+
+def pull_data(project_dir: str, settings: Settings) -> None:
+    """`dvc pull` the recorded version; bootstrap only when it is the built-in source's own bytes."""
+    logger = get_run_logger()
+    data_dir, version = Path(project_dir, settings.data.dir), data_version(project_dir, settings)
+    logger.info("data folder incomplete: dvc pull of %s", version)
+    try:
+        with _repo(project_dir) as repo:
+            repo.pull(targets=[str(pointer_file(project_dir, settings))], remote=settings.data.dvc_remote)
+        problem = f"missing {', '.join(missing_files(data_dir))} after the pull"
+    except Exception as exc:  # noqa: BLE001 - any DVC failure: decide below, never invent data
+        problem = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if _complete(data_dir):
+        return
+    if builtin_version(settings.data.source) == version:
+        logger.warning(
+            "dvc pull failed (%s); %s is the built-in %s: bootstrapping it",
+            problem,
+            version,
+            settings.data.source,
+        )
+        bootstrap_data(project_dir, settings)
+        return
+    raise DataSyncError(
+        f"{pointer_file(project_dir, settings)}: cannot pull data version {version} from DVC remote "
+        f"{remote_description(project_dir, settings)}: {problem}; nothing was written "
+        "(fix the remote, or `dvc checkout` a version the local cache holds)"
+    )
+
+
+def builtin_version(source: str) -> str | None:
+    """The data version (`<md5>.dir`) a bootstrap of the built-in source writes, or None."""
+    import tempfile
+
+    if source not in SOURCES:
+        return None
+    with tempfile.TemporaryDirectory(prefix="modelmill-builtin-") as tmp:
+        return folder_md5(bootstrap(Path(tmp, "data"), source))
+
+
+def bootstrap_data(project_dir: str | Path, settings: Settings, source: str | None = None) -> str:
+    """Write a built-in source into data/ and `dvc add` it, under a journal entry (kill-safe)."""
+    source = source or settings.data.source
+    pointer = pointer_file(project_dir, settings)
+    before = data_version(project_dir, settings) if pointer.exists() else None
+    journal.begin(project_dir, "bootstrap", before, source=source)
+    bootstrap(Path(project_dir, settings.data.dir), source)
+    version = version_data(project_dir, settings, f"data bootstrap ({source})")
+    journal.end(project_dir, "bootstrap")
+    return version
+
+
+def remote_description(project_dir: str | Path, settings: Settings) -> str:
+    """`'name' (url)` of the remote a pull or push uses."""
+    with _repo(project_dir) as repo:
+        name = settings.data.dvc_remote or repo.config.get("core", {}).get("remote")
+        if not name:
+            return "(none configured)"
+        url = repo.config.get("remote", {}).get(name, {}).get("url", "?")
+    return f"'{name}' ({url})"
 
 
 def _complete(data_dir: Path) -> bool:

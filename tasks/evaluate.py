@@ -3,17 +3,21 @@ champion/challenger decision."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger
 from pydantic import BaseModel
 
 from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusion_matrix
+from modelmill.evaluation.intervals import PairedComparison
 from modelmill.gate import GateDecision, decide
 from tasks.checkpoint import load_checkpoint
 from tasks.context import RunContext
+from tasks.evaluation_extras import challenger_extras, champion_comparison
 from tasks.progress import stage
-from tasks.registry import CHAMPION, alias_version, load_version
+from tasks.registry import CHAMPION, alias_version, load_version, split_definition_of
 from tasks.split import SplitRef
 from tasks.tracking import Tracker
 
@@ -24,6 +28,10 @@ class Evaluation(BaseModel):
     challenger: dict[str, float]
     champion: dict[str, float] | None = None
     champion_version: str | None = None
+    champion_not_comparable: str | None = None  # why the champion's score cannot be compared
+    per_class: dict[str, dict[str, float]] = {}
+    extras: dict[str, Any] = {}  # intervals, figures, checks (tasks.evaluation_extras)
+    paired: dict[str, dict[str, Any]] | None = None  # metric -> challenger-vs-champion comparison
 
 
 @stage("evaluate")
@@ -31,7 +39,8 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     """Metrics of the challenger (and of the champion, when there is one) on the test split."""
     logger, tracker = get_run_logger(), ctx.tracker()
     classes = list(splits.schema().classes)
-    x_test, y_test = splits.xy("test")
+    xy = splits.all_xy()
+    x_test, y_test = xy["test"]
     challenger = load_checkpoint(checkpoint)
     report = evaluate_model(challenger, x_test, y_test, classes)
     tracker.log_metrics(report.metrics("test_"))
@@ -42,21 +51,36 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
         "challenger: accuracy %.4f  macro F1 %.4f on %d test items",
         report.accuracy, report.macro_f1, report.n,
     )  # fmt: skip
+    kind = getattr(splits.schema(), "kind", "image")
+    extras = challenger_extras(ctx, tracker, challenger, xy, classes, kind)
+    test_pred = extras.pop("test_pred")
+    if extras["failed_checks"]:
+        logger.warning("evaluation sanity checks failed: %s", ", ".join(extras["failed_checks"]))
     out = Evaluation(
-        challenger={**_scores(report), **{k.removeprefix("test_"): v for k, v in binary.items()}}
+        challenger={**_scores(report), **{k.removeprefix("test_"): v for k, v in binary.items()}},
+        per_class=report.per_class,
+        extras=extras,
     )
     name = ctx.settings.registry.model_name
     champion = alias_version(tracker.client, name, CHAMPION)
     if champion is not None:
         x_champion = _champion_inputs(tracker, champion.run_id, splits, x_test)
-        champ_report = evaluate_model(load_version(name, champion.version), x_champion, y_test, classes)
+        champion_model = load_version(name, champion.version)
+        champ_report = evaluate_model(champion_model, x_champion, y_test, classes)
         tracker.log_metrics(champ_report.metrics("champion_test_"))
         _log_report(ctx, tracker, champ_report, f"champion-v{champion.version}")
         logger.info(
             "champion v%s: accuracy %.4f  macro F1 %.4f on the same split",
             champion.version, champ_report.accuracy, champ_report.macro_f1,
         )  # fmt: skip
+        out.paired = champion_comparison(
+            ctx, tracker, champion_model, x_champion, y_test, test_pred, len(classes)
+        )
         out.champion, out.champion_version = _scores(champ_report), str(champion.version)
+        theirs, ours = champion.tags.get("split_definition"), split_definition_of(ctx.settings)
+        if theirs is not None and theirs != ours:  # it may have trained on items of this test split
+            out.champion_not_comparable = f"champion v{champion.version} was split with {theirs}, not {ours}"
+            logger.warning("not comparable: %s", out.champion_not_comparable)
     return out
 
 
@@ -101,10 +125,23 @@ def gate(ctx: RunContext, evaluation: Evaluation) -> GateDecision:
     """Promote only if the challenger is not worse than the champion by more than the tolerance."""
     cfg = ctx.settings.gate
     champion = evaluation.champion[cfg.metric] if evaluation.champion else None
-    decision = decide(evaluation.challenger[cfg.metric], champion, cfg)
-    ctx.tracker().set_tags(
-        {"gate": "promote" if decision.promote else "reject", "gate_reason": decision.reason}
+    if evaluation.champion_not_comparable:  # judged on the floor (gate.min_score) alone
+        champion = None
+    paired = PairedComparison.from_dict(evaluation.paired[cfg.metric]) if evaluation.paired else None
+    if champion is None:
+        paired = None
+    robust = evaluation.extras.get("robust_accuracy")
+    decision = replace(  # the version compared against: the champion alias moves compare-and-set
+        decide(evaluation.challenger[cfg.metric], champion, cfg, paired=paired, robust_accuracy=robust),
+        champion_version=evaluation.champion_version,
     )
+    if evaluation.champion_not_comparable:
+        note = f"{evaluation.champion_not_comparable}: not comparable, judged on gate.min_score only; "
+        decision = replace(decision, reason=note + decision.reason)
+    ctx.tracker().set_tags({
+        "gate": "promote" if decision.promote else "reject", "gate_reason": decision.reason,
+        "gate_rule": decision.rule, "gate_significant": str(decision.significant).lower(),
+    })  # fmt: skip
     get_run_logger().info("gate: %s", decision.reason)
     return decision
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from modelmill import journal
 from modelmill.config import Settings
 from modelmill.data import ID, load_dataset
 from modelmill.errors import ModelmillError
@@ -21,12 +22,14 @@ from modelmill.labels import (
     write_labeling_config,
     write_tasks,
 )
-from tasks.data import push_data, version_data
+from modelmill.labels.pseudonyms import load_key, pseudonymizer
+from tasks.data import data_version, push_data, version_data
 from tasks.progress import stage
 from tasks.tracking import Tracker
 
 EXPORT_SUFFIXES = (".json", ".csv")
 REVIEW_ROWS_SHOWN = 200
+IMPORT_OP = "import-labels"
 
 
 def inbox_exports(project_dir: str | Path, settings: Settings) -> list[str]:
@@ -34,16 +37,43 @@ def inbox_exports(project_dir: str | Path, settings: Settings) -> list[str]:
     inbox = Path(project_dir, settings.labels.inbox)
     if not inbox.is_dir():
         return []
-    done = archived_hashes(Path(project_dir, settings.data.dir))
+    done = archived_hashes(Path(project_dir, settings.data.dir)) - pending_exports(project_dir)
     candidates = sorted(p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES)
     return [str(p) for p in candidates if file_sha256(p) not in done]
+
+
+ANNOTATOR_KEY_FILE = ".modelmill/annotator.key"
+
+
+def pending_exports(project_dir: str | Path) -> set[str]:
+    """Hashes of exports whose import began but was not recorded as a data version (journal)."""
+    return {
+        sha
+        for entry in journal.pending(project_dir)
+        if entry.op == IMPORT_OP
+        for sha in entry.details["exports"]
+    }
 
 
 @stage("import-label-exports")
 def merge_exports(project_dir: str, settings: Settings, paths: list[str]) -> ImportReport:
     """Parse, resolve and merge the exports into data/ (no retries: a bad export stays bad)."""
     logger = get_run_logger()
-    report = import_exports(Path(project_dir, settings.data.dir), paths, settings.labels)
+    before = data_version(project_dir, settings)
+    exports = [file_sha256(p) for p in paths]
+    journal.begin(
+        project_dir, IMPORT_OP, before, exports=exports, paths=paths, labels=settings.labels.model_dump()
+    )
+    try:
+        key = load_key(Path(project_dir, ANNOTATOR_KEY_FILE))  # out of git: .modelmill/ is ignored
+        report = import_exports(
+            Path(project_dir, settings.data.dir), paths, settings.labels, pseudonym=pseudonymizer(key)
+        )
+    except ModelmillError:  # refused before the first write: data/ is untouched
+        journal.end(project_dir, IMPORT_OP)
+        raise
+    if not report.changed:
+        journal.end(project_dir, IMPORT_OP)
     for problem in report.problems[:20]:
         logger.warning("skipped: %s", problem)
     logger.info(
@@ -63,6 +93,7 @@ def new_data_version(project_dir: str, settings: Settings, report: ImportReport)
     message = f"import-labels: {report.labels_new} new, {report.labels_changed} changed labels"
     version = version_data(project_dir, settings, message)
     push_data(project_dir, settings)
+    journal.end(project_dir, IMPORT_OP)  # last: until here, the next writer finishes this import
     return version
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
+from modelmill.secrets import without_userinfo
 from tasks.context import RunContext
 from tasks.progress import stage
 from tasks.tracking import tracking_uri
@@ -21,7 +22,7 @@ METRICS = (
 
 
 def ui_link(ctx: RunContext, path: str) -> str:
-    uri = tracking_uri(ctx.settings, ctx.project_dir)
+    uri = without_userinfo(tracking_uri(ctx.settings, ctx.project_dir))
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
     return f"{base}/{path}"
 
@@ -47,8 +48,11 @@ def publish_summary(ctx: RunContext, summary: dict[str, Any]) -> dict[str, Any]:
 def render(ctx: RunContext, summary: dict[str, Any]) -> str:
     ev, reg = summary["evaluation"], summary["registry"]
     champ = ev["champion"]
+    intervals = (ev.get("extras") or {}).get("intervals", {})
     table = "\n".join(
-        f"| {label} | {ev['challenger'][key]:.4f} | " + (f"{champ[key]:.4f} |" if champ else "- |")
+        f"| {label} | {ev['challenger'][key]:.4f}{_interval(intervals.get(key))} | "
+        + (f"{champ[key]:.4f} |" if champ else "- |")
+        + _difference((ev.get("paired") or {}).get(key))
         for label, key in METRICS
     )
     run_url = ui_link(ctx, f"#/experiments/{summary['experiment_id']}/runs/{ctx.run_id}")
@@ -64,11 +68,43 @@ def render(ctx: RunContext, summary: dict[str, Any]) -> str:
 - model: **{reg["name"]} version {reg["version"]}**, {champion_line}
 - gate: {summary["gate_reason"]}
 - compression: {summary.get("compression_note") or "-"}
+- evaluation sanity checks: {_checks_line(ev)}
+- model card: `{(summary.get("card") or {}).get("uri", "-")}`
+- drift against the champion's data: {drift_note(summary.get("drift"))}
 - MLflow run: `{ctx.run_id}` ([open]({run_url})), model version: [open]({model_url})
 
-| test metric | challenger | champion (v{ev["champion_version"] or "-"}) |
-| --- | --- | --- |
+| test metric | challenger (95% interval) | champion (v{ev["champion_version"] or "-"}) | paired difference |
+| --- | --- | --- | --- |
 {table}
 
 Open the MLflow UI on this store: `make ui` (or `modelmill ui`), then {run_url}
 """
+
+
+def _interval(interval: dict[str, float] | None) -> str:
+    return f" [{interval['low']:.4f}, {interval['high']:.4f}]" if interval else ""
+
+
+def _difference(paired: dict[str, Any] | None) -> str:
+    """challenger - champion with its paired interval, and whether it is significant."""
+    if not paired:
+        return " - |"
+    d = paired["difference"]
+    verdict = "significant" if paired["significant"] else "not significant"
+    return f" {d['point']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}], {verdict} |"
+
+
+def _checks_line(ev: dict[str, Any]) -> str:
+    extras = ev.get("extras") or {}
+    if "failed_checks" not in extras:
+        return "-"
+    failed = extras["failed_checks"]
+    return "all passed" if not failed else "FAILED: " + ", ".join(f"`{name}`" for name in failed)
+
+
+def drift_note(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "not checked (off, no champion yet, or its own data version)"
+    report = drift["report"]
+    names = [t["name"] for t in report["tests"] if t["drifted"]]
+    return ("**detected** (" + ", ".join(names) + ")" if names else "none") + f" (`{report['reference']}`)"

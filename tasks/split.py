@@ -12,8 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from pydantic import BaseModel
 
 from modelmill.atomic import fsync_dir
@@ -21,6 +20,7 @@ from modelmill.data import fit_splits, load_dataset
 from modelmill.kinds import Preprocessor, Schema, preprocessor_from_state, schema_from_json
 from modelmill.split import SPLITS, split_frame
 from tasks.context import RunContext
+from tasks.progress import stage
 
 SPLITS_DIR = Path(".modelmill", "cache", "splits")
 FORMAT = "modelmill.splits/2"  # bump when the stored layout or the tensors' meaning changes
@@ -68,7 +68,7 @@ def split_key(data_version: str, ctx: RunContext) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-@task(name="split", cache_policy=NO_CACHE)
+@stage("split")
 def split_data(ctx: RunContext, data_version: str) -> SplitRef:
     """Train / val / test by item-id hash (adding data never moves an item between them)."""
     logger = get_run_logger()

@@ -32,7 +32,7 @@ SCHEMA_SAMPLE_ROWS = 256  # rows of a validated frame that give its MLflow datas
 
 def tracking_uri(settings: Settings, project_dir: str | Path) -> str:
     """MLFLOW_TRACKING_URI when set (a tracking server); else the configured store, made absolute."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking.uri
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.tracking.uri.get_secret_value()
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
         path = Path(project_dir, uri[len(prefix) :]).resolve()
@@ -98,7 +98,10 @@ class Tracker:
         tags: dict[str, str],
         parent_run_id: str | None = None,
     ) -> Tracker:
+        from modelmill.processes import owner_tags
+
         client, experiment_id = connect(settings, project_dir)
+        tags = {**owner_tags(), **tags}  # a later run marks this one KILLED if its process dies
         if parent_run_id:
             tags = {**tags, "mlflow.parentRunId": parent_run_id}
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
@@ -169,63 +172,9 @@ class Tracker:
             ],
         )
 
-    def log_pytorch_model(self, model, input_example, name: str = "model") -> str:
-        """Log a torch module (pickle format: loads back as its own class) with a signature.
-
-        Pickle, not torch.export: quantized and pruned variants do not all export, and a
-        registry model should load back as the class that was trained (modelmill installed).
-        """
-        import logging
-
-        import mlflow.pytorch
-        import torch
-        from mlflow.models import infer_signature
-
-        import mlflow
-
-        with torch.no_grad():
-            output = model(torch.from_numpy(input_example)).numpy()
-        signature = infer_signature(input_example, output)
-        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # the pickle caveat, per call
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name=name,
-                signature=signature,
-                input_example=input_example,
-                serialization_format="pickle",
-                pip_requirements=MODEL_PIP_REQUIREMENTS,
-            )
-        # start_run(run_id=...) marks the run FINISHED on exit; the flow still owns it.
-        self.client.update_run(self.run_id, status="RUNNING")
-        return info.model_uri
-
     def log_table(self, frame, artifact_file: str) -> None:
         """A table artifact (shown as a table in the MLflow UI's artifact and evaluation views)."""
         self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
-
-    def log_pyfunc_model(
-        self, python_model, artifacts: dict[str, str], input_example, output_example, name: str = "model"
-    ) -> str:
-        """Log a custom mlflow.pyfunc PythonModel (for models that mlflow.pytorch cannot hold,
-        e.g. FX-quantized ones) with a signature from an input and output example;
-        `python_model` is a models-from-code file path (or a PythonModel instance)."""
-        import mlflow.pyfunc
-        from mlflow.models import infer_signature
-
-        import mlflow
-
-        with mlflow.start_run(run_id=self.run_id):
-            info = mlflow.pyfunc.log_model(
-                name=name,
-                python_model=python_model,
-                artifacts=artifacts,
-                signature=infer_signature(input_example, output_example),
-                input_example=input_example,
-                pip_requirements=MODEL_PIP_REQUIREMENTS,
-            )
-        self.client.update_run(self.run_id, status="RUNNING")  # the flow still owns the run
-        return info.model_uri
 
     @contextlib.contextmanager
     def system_metrics(self, interval: float = 2.0):

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
+from modelmill.augment import augmenter_for, spec_hash, spec_json
 from modelmill.kinds import default_model
 from modelmill.models import count_parameters
 from modelmill.training import EpochMetrics, seed_everything, train
 from tasks import progress
 from tasks.checkpoint import save_checkpoint
 from tasks.context import RunContext
+from tasks.progress import stage
 from tasks.split import SplitRef
 
 
-@task(name="train", cache_policy=NO_CACHE)
+@stage("train")
 def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     """Train a new model on the train split (early stopping on val); returns its checkpoint folder."""
     logger, tracker, cfg = get_run_logger(), ctx.tracker(), ctx.settings
@@ -24,6 +25,10 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     seed_everything(cfg.train.seed)  # before the weights are initialised: same inputs, same model
     model = default_model(schema, cfg.model, splits.preprocessor())  # the kind's model for the schema
     tracker.log_params({"model.parameters": count_parameters(model)})
+    augment = augmenter_for(cfg.augment, schema.kind, cfg.train.seed, num_classes=len(schema.classes))
+    if augment is not None:
+        tracker.log_text(spec_json(cfg.augment, schema.kind), "augmentation.json")
+        tracker.log_params({"augment.hash": spec_hash(cfg.augment, schema.kind)})
     bar = progress.bar("train", total=cfg.train.epochs, unit="epoch")
 
     def on_epoch(m: EpochMetrics) -> None:
@@ -45,7 +50,9 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
         bar.advance(f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}")
 
     with tracker.system_metrics(), bar:
-        result = train(model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch)
+        result = train(
+            model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch, augment=augment
+        )
     tracker.log_metrics(
         {
             "best_epoch": result.best_epoch,
@@ -54,4 +61,4 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
-    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"))
+    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema)

@@ -6,6 +6,7 @@ plots; each trial is a child run (params, per-epoch metrics, state complete/prun
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from prefect import get_run_logger
 import optuna
 from modelmill import tuning
 from modelmill.config import Settings
+from modelmill.secrets import mask_url
 from tasks.context import RunContext
 from tasks.progress import stage
 from tasks.tracking import Tracker, connect, temp_dir, tracked_run, tracking_uri
@@ -29,7 +31,7 @@ class TrialRunLogger:
     processes (holds the settings and the parent run id; the client is made per process)."""
 
     def __init__(self, settings: Settings, project_dir: str, parent_run_id: str, tags: dict[str, str]):
-        self.settings_json, self.project_dir = settings.model_dump_json(), project_dir
+        self.settings_json, self.project_dir = settings.private_json(), project_dir
         self.parent_run_id, self.tags = parent_run_id, tags
         self._settings: Settings | None = None
 
@@ -49,6 +51,7 @@ class TrialRunLogger:
             "optuna.trial_number": str(trial.number),
             "optuna.state": state,
             "optuna.retry_of": str(trial.system_attrs.get("failed_trial", "")),
+            "worker": str(trial.user_attrs.get("worker", "")),  # the Dask worker's address, if any
         }
         run = Tracker.start(
             self._settings,
@@ -76,7 +79,9 @@ def tune_study(
 ) -> dict[str, Any]:
     """Run (or resume) the study for this data version; returns the best params and value."""
     logger = get_run_logger()
-    settings = settings.override({"data.dir": str(Path(project_dir, settings.data.dir).resolve())})
+    settings = settings.override(
+        {"data.dir": str(Path(project_dir, settings.data.dir).resolve()), **stack_storage()}
+    )
     tags = {**tags, "data_version": data_version, "flow_stage": "tune"}
     with tuning.schema_lock(tracking_uri(settings, project_dir)):  # cooperating launchers
         connect(settings, project_dir)  # create the MLflow schema and experiment once
@@ -86,13 +91,22 @@ def tune_study(
             settings, project_dir, parent.run_id, {k: v for k, v in tags.items() if k != "flow_stage"}
         )
         logger.info(
-            "tuning: %d trials in total, %d worker(s), pruner %s, storage %s",
+            "tuning: %d trials in total, %s, pruner %s, storage %s",
             settings.tune.trials,
-            settings.tune.workers,
+            f"Dask cluster {settings.tune.cluster}"
+            if settings.tune.cluster
+            else f"{settings.tune.workers} worker(s)",
             settings.tune.pruner,
-            settings.tune.storage,
+            settings.flat()["tune.storage"],
         )
-        result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
+        if settings.tune.cluster:  # every trial a task run on a Dask worker
+            from tasks.tune_dask import tune_on_cluster
+
+            result = tune_on_cluster(
+                settings, data_version, [trial_logger], settings.tune.cluster, project_dir
+            )
+        else:
+            result = tuning.tune(settings, data_version, callbacks=[trial_logger], root=project_dir)
         study = optuna.load_study(study_name=result.study_name, storage=result.storage)
         log_missing_trials(parent, study, trial_logger)
         log_study_summary(parent, study, result)
@@ -106,7 +120,7 @@ def tune_study(
     )
     return {
         "study_name": result.study_name,
-        "storage": result.storage,
+        "storage": mask_url(result.storage),
         "best_value": result.best_value,
         "best_params": result.best_params,
         "best_trial": result.best_trial,
@@ -114,6 +128,12 @@ def tune_study(
         "seconds": result.seconds,
         "mlflow_run_id": parent.run_id,
     }
+
+
+def stack_storage() -> dict[str, str]:
+    """The Optuna storage of the running stack (`modelmill up --postgres` sets it), if any."""
+    url = os.environ.get("MODELMILL_OPTUNA_STORAGE")
+    return {"tune.storage": url} if url else {}
 
 
 def nest_tuning_run(ctx: RunContext, tuned: dict[str, Any]) -> None:
@@ -139,7 +159,7 @@ def log_missing_trials(parent: Tracker, study: optuna.Study, trial_logger: Trial
 
 
 def log_study_summary(parent: Tracker, study: optuna.Study, result: tuning.TuneResult) -> None:
-    parent.set_tags({"optuna.study_name": result.study_name, "optuna.storage": _safe_url(result.storage)})
+    parent.set_tags({"optuna.study_name": result.study_name, "optuna.storage": mask_url(result.storage)})
     parent.log_metrics(
         {f"trials_{state}": n for state, n in result.states.items()} | {"tune_seconds": result.seconds}
     )
@@ -148,7 +168,7 @@ def log_study_summary(parent: Tracker, study: optuna.Study, result: tuning.TuneR
             {f"best.{k}": v for k, v in result.best_params.items()} | {"best.trial_number": result.best_trial}
         )
         parent.log_metrics({"best_value": result.best_value})
-    parent.log_dict({k: v for k, v in vars(result).items()}, "tuning/result.json")
+    parent.log_dict({**vars(result), "storage": mask_url(result.storage)}, "tuning/result.json")
     with temp_dir("modelmill-tune-plots-") as tmp:
         for path in save_plots(study, Path(tmp)):
             parent.log_artifact(path, "tuning")
@@ -178,12 +198,3 @@ def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
             get_run_logger().warning("plot %s skipped: %s", name, exc)
     return saved
-
-
-def _safe_url(url: str) -> str:
-    """The storage URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        creds, _, host = rest.rpartition("@")
-        rest = f"{creds.split(':')[0]}:***@{host}" if ":" in creds else rest
-    return scheme + sep + rest

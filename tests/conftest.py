@@ -95,3 +95,26 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """A narrow ConvNet trained 4 epochs on the real digits ([0, 1] pixels, modelmill's split),
+    with its splits: {"model", "train", "val", "test", "classes"}. About 10 s."""
+    from modelmill.config import ModelConfig, SplitConfig, TrainConfig
+    from modelmill.data import bootstrap as bootstrap_data
+    from modelmill.data import load_dataset, to_tensors
+    from modelmill.models import build_model
+    from modelmill.split import split_frame
+    from modelmill.training import train
+
+    data_dir = _STATE / "digits-fixture"
+    if not (data_dir / "dataset.json").exists():
+        bootstrap_data(data_dir, "digits")
+    ds = load_dataset(data_dir)
+    parts = split_frame(ds.labeled(), SplitConfig())
+    xy = {k: to_tensors(v, ds.schema) for k, v in parts.items()}
+    model = build_model(ds.schema.image_shape, len(ds.schema.classes), ModelConfig(width=8, hidden=32))
+    cfg = TrainConfig(epochs=4, patience=4, learning_rate=0.01, num_threads=1)  # 1: the box is shared
+    result = train(model, xy["train"], xy["val"], cfg)
+    return {"model": result.model, **xy, "classes": list(ds.schema.classes)}

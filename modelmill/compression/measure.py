@@ -27,8 +27,8 @@ class VariantRow:
     method: str
     accuracy: float
     macro_f1: float
-    size_bytes: int  # the stored file: torch.save(package) + zlib
-    dense_size_bytes: int  # plain torch.save(state_dict), uncompressed
+    size_bytes: int  # the stored file: safetensors package + zlib
+    dense_size_bytes: int  # plain safetensors of the state, uncompressed
     parameters: int
     nonzero_parameters: int
     latency_ms: dict[int, float]  # batch size -> median ms per batch

@@ -1,14 +1,17 @@
 """The stored form of a model variant: architecture + quantization recipe + weights, one file.
 
-Every variant (the float model included) is stored the same way: `torch.save` of a small
-package dict, then zlib-compressed. Sizes in the compression table are the lengths of
-these bytes, so zeros left by pruning and the int8 weights count as what they cost on disk.
+Every variant (the float model included) is stored the same way: safetensors (int8 weights as
+their integer representation, quantization parameters as tensors + a JSON layout; the
+architecture and recipe in the header's metadata), then zlib-compressed. Sizes in the
+compression table are the lengths of these bytes, so zeros left by pruning and the int8
+weights count as what they cost on disk. Nothing is pickled; loading never unpickles.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import json
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,10 +22,11 @@ from torch import nn
 
 from modelmill.atomic import atomic_write_bytes
 from modelmill.config import ModelConfig
-from modelmill.errors import CompressionError
-from modelmill.models import build_model
+from modelmill.errors import CompressionError, UnsafeModelError
+from modelmill.models import build_model, spec_of
 
-FORMAT = "modelmill.compressed-model/1"
+FORMAT = "modelmill.compressed-model/2"
+MAX_INFLATED_BYTES = 1024**3  # a stored variant inflating past this is refused (zlib bomb)
 QUANTIZATIONS = (None, "dynamic_int8", "static_int8")
 
 
@@ -79,35 +83,140 @@ class Recipe:
 
 
 def to_bytes(module: nn.Module, arch: Architecture, recipe: Recipe) -> bytes:
-    package = {
+    from safetensors.torch import save as dump_safetensors
+
+    tensors, meta = package(module, arch, recipe)
+    return zlib.compress(dump_safetensors(tensors, metadata={"modelmill": json.dumps(meta)}), 9)
+
+
+def package(
+    module: nn.Module, arch: Architecture, recipe: Recipe
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Plain tensors + the JSON that rebuilds the variant (modelmill.modelfile's `meta`)."""
+    tensors, layout = encode_state(module.state_dict())
+    meta = {
         "format": FORMAT,
+        "spec": _spec_or_arch(module, arch),
         "architecture": arch.to_dict(),
         "recipe": asdict(recipe),
-        "state": module.state_dict(),
+        "layout": layout,
     }
-    buffer = io.BytesIO()
-    torch.save(package, buffer)
-    return zlib.compress(buffer.getvalue(), 9)
+    return tensors, meta
+
+
+def _spec_or_arch(module: nn.Module, arch: Architecture) -> dict[str, Any]:
+    try:
+        return spec_of(module)
+    except ValueError:  # quantized modules (FX GraphModules) do not keep the attribute
+        return spec_of(arch.build())
 
 
 def dense_size(module: nn.Module) -> int:
-    """Bytes of a plain, uncompressed torch.save of the state dict (for comparison)."""
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    return len(buffer.getbuffer())
+    """Bytes of a plain, uncompressed safetensors file of the state (for comparison)."""
+    from safetensors.torch import save as dump_safetensors
+
+    return len(dump_safetensors(encode_state(module.state_dict())[0]))
 
 
-def from_bytes(payload: bytes, source: str = "<bytes>") -> tuple[nn.Module, Architecture, Recipe]:
+def from_bytes(
+    payload: bytes, source: str = "<bytes>", max_bytes: int = MAX_INFLATED_BYTES
+) -> tuple[nn.Module, Architecture, Recipe]:
+    """Inflate (bounded), check the safetensors header, rebuild; never unpickles."""
+    from safetensors.torch import load as load_safetensors
+
+    from modelmill.modelfile import Limits, parse_safetensors_header
+
+    inflater = zlib.decompressobj()
     try:
-        package = torch.load(io.BytesIO(zlib.decompress(payload)), weights_only=True)
-    except (zlib.error, RuntimeError, EOFError) as exc:
+        raw = inflater.decompress(payload, max_bytes)
+    except zlib.error as exc:
         raise CompressionError(f"{source}: not a modelmill compressed model ({exc})") from None
-    if not isinstance(package, dict) or package.get("format") != FORMAT:
+    if inflater.unconsumed_tail:
+        raise UnsafeModelError(f"{source}: inflates past {max_bytes} bytes (refused as a zlib bomb)")
+    header = parse_safetensors_header(io.BytesIO(raw), len(raw), source, Limits())
+    try:
+        meta = json.loads(header["__metadata__"]["modelmill"])
+    except (KeyError, TypeError, ValueError):
+        raise CompressionError(f"{source}: format is not {FORMAT}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CompressionError(f"{source}: format is not {FORMAT}")
-    arch, recipe = Architecture.from_dict(package["architecture"]), Recipe(**package["recipe"])
-    module = apply_recipe(arch.build(), arch, recipe)
-    module.load_state_dict(package["state"])
-    return module.eval(), arch, recipe
+    module = rebuild(meta, load_safetensors(raw), source)
+    return module, Architecture.from_dict(meta["architecture"]), Recipe(**meta["recipe"])
+
+
+def rebuild(meta: dict[str, Any], tensors: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """The variant a package describes: float module, recipe applied, decoded state loaded."""
+    try:
+        arch, recipe = Architecture.from_dict(meta["architecture"]), Recipe(**meta["recipe"])
+        module = apply_recipe(arch.build(), arch, recipe)
+        module.load_state_dict(decode_state(tensors, meta["layout"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UnsafeModelError(f"{source}: the stored variant does not rebuild ({exc})") from None
+    return module.eval()
+
+
+# --- state dicts with quantized entries as plain tensors + JSON ----------------------------
+
+
+def encode_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors safetensors can hold + a JSON layout: quantized tensors as int8/uint8/int32 with
+    their scale(s) and zero point(s), packed params as tuples, dtypes by name."""
+    tensors: dict[str, torch.Tensor] = {}
+    entries = {key: _encode(key, value, tensors) for key, value in state.items()}
+    # per-module state versions: quantized modules read their state by version
+    versions = {k: dict(v) for k, v in getattr(state, "_metadata", {}).items()}
+    return tensors, {"entries": entries, "versions": versions}
+
+
+def _encode(key: str, value: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, torch.dtype):
+        return {"dtype": str(value).split(".")[-1]}
+    if isinstance(value, (tuple, list)):
+        return {"tuple": [_encode(f"{key}.{i}", v, tensors) for i, v in enumerate(value)]}
+    if not isinstance(value, torch.Tensor):
+        raise CompressionError(f"state entry {key!r}: {type(value).__name__} cannot be stored safely")
+    value = value.detach()
+    if not value.is_quantized:
+        tensors[key] = value.contiguous()
+        return {"tensor": key}
+    tensors[key] = value.int_repr().contiguous()
+    if value.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return {"qtensor": key, "scale": float(value.q_scale()), "zero_point": int(value.q_zero_point())}
+    tensors[f"{key}.scales"] = value.q_per_channel_scales().contiguous()
+    tensors[f"{key}.zero_points"] = value.q_per_channel_zero_points().contiguous()
+    return {"qtensor": key, "axis": int(value.q_per_channel_axis())}
+
+
+def decode_state(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, Any]:
+    from collections import OrderedDict
+
+    state = OrderedDict((key, _decode(entry, tensors)) for key, entry in layout["entries"].items())
+    state._metadata = OrderedDict((k, dict(v)) for k, v in layout["versions"].items())  # type: ignore[attr-defined]
+    return state
+
+
+_QDTYPES = {"qint8": torch.qint8, "quint8": torch.quint8, "qint32": torch.qint32, "float16": torch.float16}
+
+
+def _decode(entry: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if entry is None:
+        return None
+    if "dtype" in entry:
+        return _QDTYPES[entry["dtype"]]
+    if "tuple" in entry:
+        return tuple(_decode(e, tensors) for e in entry["tuple"])
+    if "tensor" in entry:
+        return tensors[entry["tensor"]]
+    key = entry["qtensor"]
+    if "axis" in entry:
+        return torch._make_per_channel_quantized_tensor(
+            tensors[key], tensors[f"{key}.scales"], tensors[f"{key}.zero_points"], int(entry["axis"])
+        )
+    return torch._make_per_tensor_quantized_tensor(
+        tensors[key], float(entry["scale"]), int(entry["zero_point"])
+    )
 
 
 def apply_recipe(
@@ -141,6 +250,24 @@ def use_backend(backend: str) -> None:
         )
     if torch.backends.quantized.engine != backend:
         torch.backends.quantized.engine = backend
+
+
+def save_folder(
+    folder: str | Path, module: nn.Module, arch: Architecture, recipe: Recipe, classes: list[str]
+) -> None:
+    """The variant as a safe model folder (modelmill.modelfile): what the registry holds."""
+    from modelmill import modelfile
+
+    tensors, meta = package(module, arch, recipe)
+    meta.update(
+        kind="image",
+        classes=[str(c) for c in classes],
+        preprocessing=None,
+        input={"shape": [-1, 1, *arch.image_shape], "dtype": "float32"},
+        output="logits",
+    )
+    meta.pop("format")
+    modelfile.write(folder, tensors, meta)
 
 
 def save(path: str | Path, payload: bytes) -> int:

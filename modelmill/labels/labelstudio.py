@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -72,7 +72,15 @@ class ParsedExport:
 class _Collector:
     """Accumulates rows column-wise (cheap for 10^5-10^6 rows) and counts what was left out."""
 
-    def __init__(self, path: str, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None):
+    def __init__(
+        self,
+        path: str,
+        cfg: LabelsConfig,
+        classes: Iterable[str],
+        known_ids: set[str] | None,
+        pseudonym: Callable[[str], str] | None = None,
+    ):
+        self.pseudonym = pseudonym
         self.path, self.cfg = path, cfg
         self.classes, self.known_ids = set(classes), known_ids
         self.rows: list[tuple[str, str, str, str, str, bool, str, str]] = []
@@ -108,6 +116,11 @@ class _Collector:
             self.skip(where, f"label '{label}' is not one of the classes", "label outside class set")
             return None
         return label
+
+    def identity(self, completed_by: object) -> str:
+        """The annotator as stored: their pseudonym when the import has a key (never an email)."""
+        raw = _annotator(completed_by)
+        return self.pseudonym(raw) if self.pseudonym and raw else raw
 
     def add(
         self,
@@ -156,12 +169,17 @@ class _HashingReader(io.RawIOBase):
 
 
 def read_export(
-    path: str | Path, cfg: LabelsConfig, classes: Iterable[str], known_ids: set[str] | None = None
+    path: str | Path,
+    cfg: LabelsConfig,
+    classes: Iterable[str],
+    known_ids: set[str] | None = None,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> ParsedExport:
-    """Parse one export file; raises ExportFormatError when the file as a whole is unusable."""
+    """Parse one export file; raises ExportFormatError when the file as a whole is unusable.
+    With `pseudonym` (modelmill.labels.pseudonyms), annotators are stored as pseudonyms."""
     path = Path(path)
     _check_file(path, cfg)
-    collector = _Collector(str(path), cfg, classes, known_ids)
+    collector = _Collector(str(path), cfg, classes, known_ids, pseudonym)
     with path.open("rb") as raw:
         reader = _HashingReader(raw)
         if path.suffix.lower() == ".csv":
@@ -280,7 +298,7 @@ def _full_task(task: dict[str, Any], where: str, collector: _Collector) -> None:
 def _full_annotation(
     ann: dict[str, Any], item_id: str, task: dict[str, Any], where: str, collector: _Collector
 ) -> None:
-    annotator = _annotator(ann.get("completed_by"))
+    annotator = collector.identity(ann.get("completed_by"))
     where = f"{where}, annotation {ann.get('id')}"
     status, review = USED, (_review(ann) if "reviews" in ann or "review" in ann else None)
     label = ""
@@ -384,7 +402,7 @@ def _min_row(row: dict[str, Any], where: str, collector: _Collector) -> None:
     label = collector.label_ok(choices, where)
     if label is None:
         return
-    annotator = _annotator(row.get("annotator"))
+    annotator = collector.identity(row.get("annotator"))
     collector.add(
         annotation=_key(row.get("annotation_id"), row.get("id"), annotator),
         item_id=str(row[cfg.item_id_field]),

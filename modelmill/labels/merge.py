@@ -14,7 +14,7 @@ import hashlib
 import io
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -30,6 +30,7 @@ from modelmill.config import LabelsConfig
 from modelmill.data import ID, LABEL, LABELS_FILE, SOURCE, load_dataset
 from modelmill.labels.consensus import LOW, TIE, Resolution, resolve, strategy_named
 from modelmill.labels.labelstudio import COLUMNS, USED, ParsedExport, read_export
+from modelmill.labels.pseudonyms import scrubbed
 
 LEDGER_FILE = "annotations.parquet"
 EXPORTS_DIR = "exports"
@@ -102,14 +103,19 @@ class ImportReport:
 
 
 def import_exports(
-    data_dir: str | Path, paths: Sequence[str | Path], cfg: LabelsConfig, write: bool = True
+    data_dir: str | Path,
+    paths: Sequence[str | Path],
+    cfg: LabelsConfig,
+    write: bool = True,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> ImportReport:
-    """Parse every export, resolve the touched items, and (when write) update data_dir."""
+    """Parse every export, resolve the touched items, and (when write) update data_dir; with
+    `pseudonym`, annotators are stored and reported by pseudonym (never an email)."""
     data_dir = Path(data_dir)
     dataset = load_dataset(data_dir)
     classes = dataset.schema.classes
     known = set(dataset.items[ID].astype(str))
-    parsed = _unique(read_export(p, cfg, classes, known) for p in paths)
+    parsed = _unique(read_export(p, cfg, classes, known, pseudonym) for p in paths)
     new_rows = pd.concat([p.annotations for p in parsed], ignore_index=True)
     old_ledger = load_ledger(data_dir)
     ledger, repeated, superseded = merge_ledger(old_ledger, new_rows)
@@ -118,7 +124,7 @@ def import_exports(
     labels, counts = merge_labels(dataset.labels, resolution.labeled, votes)
     report = _report(parsed, resolution, repeated, superseded, counts)
     if write:
-        report.written = _write(data_dir, parsed, ledger, old_ledger, labels, dataset.labels)
+        report.written = _write(data_dir, parsed, ledger, old_ledger, labels, dataset.labels, pseudonym)
     return report
 
 
@@ -257,19 +263,22 @@ def _write(
     old_ledger: pd.DataFrame,
     labels: pd.DataFrame,
     old_labels: pd.DataFrame,
+    pseudonym: Callable[[str], str] | None = None,
 ) -> list[str]:
+    # The archived export goes last: a kill before it leaves the export not archived (so still new);
+    # the caller's journal entry covers the whole write until the data version is recorded.
     written = []
-    for export in parsed:
-        target = archive_path(data_dir, export)
-        if not target.exists():
-            _atomic_copy(Path(export.path), target)
-            written.append(str(target.relative_to(data_dir)))
     if not _same(ledger, old_ledger):
         atomic_write_bytes(data_dir / LEDGER_FILE, parquet_bytes(ledger))
         written.append(LEDGER_FILE)
     if not _same(labels, old_labels):
         atomic_write_bytes(data_dir / LABELS_FILE, parquet_bytes(labels))
         written.append(LABELS_FILE)
+    for export in parsed:
+        target = archive_path(data_dir, export)
+        if not target.exists():
+            _atomic_copy(Path(export.path), target, pseudonym)
+            written.append(str(target.relative_to(data_dir)))
     return written
 
 
@@ -291,9 +300,13 @@ def archive_path(data_dir: Path, export: ParsedExport) -> Path:
     return data_dir / EXPORTS_DIR / f"{export.sha256}{suffix}"
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
+def _atomic_copy(source: Path, target: Path, pseudonym: Callable[[str], str] | None = None) -> None:
     with atomic_path(target) as tmp, tmp.open("wb") as out, source.open("rb") as src:
-        shutil.copyfileobj(src, out, 1 << 20)
+        if pseudonym is None:
+            shutil.copyfileobj(src, out, 1 << 20)
+        else:  # the archived copy keeps no email either
+            for block in scrubbed(src, pseudonym):
+                out.write(block)
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

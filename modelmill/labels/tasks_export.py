@@ -71,22 +71,21 @@ def build_tasks(
 ) -> list[dict[str, Any]]:
     """Label Studio import tasks for the selected rows (rows index into items/proba); `data`: the
     task data per selected row (another kind's view of the item), else the image as a PNG."""
-    if data is None:
-        pixels = items[schema.feature_columns].to_numpy(dtype=np.float64)
-        data = [
-            {
-                cfg.item_id_field: item_id,
-                cfg.image_field: png_data_uri(pixels[row], schema.image_shape, schema.pixel_range),
-            }
-            for row, item_id in zip(selected["row"], selected[ID], strict=True)
-        ]
+    pixels = items[schema.feature_columns].to_numpy(dtype=np.float64) if data is None else None
     tasks = []
-    for i, row in enumerate(selected["row"]):
+    for i, (row, item_id) in enumerate(zip(selected["row"], selected[ID], strict=True)):
         scores = proba[row]
         best = int(np.argmax(scores))
         tasks.append(
             {
-                "data": data[i],
+                "data": data[i]
+                if data is not None
+                else {
+                    cfg.item_id_field: item_id,
+                    cfg.image_field: png_data_uri(
+                        cast(np.ndarray, pixels)[row], schema.image_shape, schema.pixel_range
+                    ),
+                },
                 "predictions": [
                     {
                         "model_version": model_version,

@@ -5,7 +5,7 @@ import yaml
 
 from tests.e2e.conftest import modelmill
 
-# measured 0.992 (252 test items, early stop at epoch 25) on 2 CPU cores; the README promises ~0.99
+# measured 0.992 and 0.988 (252 test items, early stop at epoch 25) on 2 CPU cores; README: about 0.99
 MIN_TEST_ACCURACY = 0.97
 
 
@@ -13,7 +13,8 @@ MIN_TEST_ACCURACY = 0.97
 def test_default_run_reaches_the_promised_test_accuracy(clone):
     from mlflow import MlflowClient
 
-    result = modelmill("run", cwd=clone, timeout=2400)  # about 2 minutes on 2 idle cores
+    # training and compression take minutes on 2 idle cores; past 40 on a machine shared 8 ways
+    result = modelmill("run", cwd=clone, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     params = yaml.safe_load((clone / "params.yaml").read_text())
     client = MlflowClient(tracking_uri=f"sqlite:///{clone / 'mlflow' / 'mlflow.db'}")

@@ -97,8 +97,6 @@ def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
 ):
     import mlflow.pyfunc
 
-    from modelmill.compression import load
-
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # set_registry_uri exports it; undone after
     mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow' / 'mlflow.db'}")
     settings = load_settings(project / "params.yaml")
@@ -111,15 +109,15 @@ def test_compressed_champion_loads_with_pyfunc_and_predicts_the_measured_labels(
     client = client_for(project)
     version = client.get_model_version_by_alias(COMPRESSED, "champion")
     local = client.download_artifacts(version.run_id, "compression", str(project / "dl"))
-    stored = next(
-        Path(client.download_artifacts(version.run_id, "compressed_model", str(project / "dl"))).rglob(
-            "*.mmz"
-        )
-    )
     import torch
 
+    from tasks.modelstore import LOADER_MODULE, load_verified
+
+    assert pyfunc.metadata.flavors["python_function"]["loader_module"] == LOADER_MODULE
+    verified = load_verified(client, COMPRESSED, version.version)
+    assert verified.meta["recipe"]["quantization"] in (None, "dynamic_int8", "static_int8")
     with torch.inference_mode():
-        assert np.array_equal(labels, load(stored)(x).argmax(1).numpy())
+        assert np.array_equal(labels, verified.module(x).argmax(1).numpy())
     assert float(version.tags["accuracy"]) == pytest.approx(float((labels == y.numpy()).mean()), abs=1e-5)
     assert Path(local).exists()
 

@@ -59,13 +59,15 @@ def _register_tiny_champion(project: Path) -> None:
     import mlflow
     from modelmill.config import ModelConfig
     from modelmill.models import build_model
+    from tasks.modelstore import log_model
     from tasks.tracking import Tracker
 
     settings = load_settings(project / "params.yaml")
     tracker = Tracker.start(settings, project, "tiny-champion", {"flow": "test"})
     model = build_model((8, 8), 10, ModelConfig(width=4, depth=1, hidden=8)).eval()
-    uri = tracker.log_pytorch_model(model, np.zeros((2, 1, 8, 8), dtype=np.float32))
-    version = mlflow.register_model(uri, settings.registry.model_name)
+    example = np.zeros((2, 1, 8, 8), dtype=np.float32)
+    uri, tags = log_model(tracker, model, example, [str(i) for i in range(10)], project)
+    version = mlflow.register_model(uri, settings.registry.model_name, tags=tags)
     tracker.client.set_registered_model_alias(settings.registry.model_name, "champion", version.version)
     tracker.finish()
 

@@ -71,9 +71,9 @@ def test_first_run_registers_and_promotes(first_run, shared_project):
     assert [c["name"] for c in columns][:3] == ["item_id", "px0", "px1"] and len(columns) == 2 + 64
     assert all(c.get("required", True) for c in columns)
     assert json.loads(inputs[0].dataset.profile)["num_rows"] == 1797
-    # registry: version 1, champion + challenger, lineage tags
-    version = client.get_model_version_by_alias(MODEL, "champion")
-    assert str(version.version) == "1" == first_run["registry"]["version"]
+    # registry: version 1 became champion (later tests of the module may move the alias)
+    version = client.get_model_version(MODEL, "1")
+    assert first_run["registry"]["version"] == "1" and first_run["registry"]["champion_version"] == "1"
     assert version.run_id == run.info.run_id
     assert version.tags["data_version"] == first_run["data_version"]
     assert version.tags["prefect_flow_run_id"] == run.data.tags["prefect_flow_run_id"]
@@ -94,13 +94,38 @@ def test_summary_is_a_prefect_markdown_artifact(first_run):
 
 
 def test_registered_model_loads_back_and_predicts(first_run, shared_project):
-    import mlflow.pytorch
+    """Users load the champion as a pyfunc (our loader, logits); modelmill's verified load agrees."""
+    import mlflow.pyfunc
     import torch
 
-    mlflow.set_tracking_uri(f"sqlite:///{shared_project / 'mlflow' / 'mlflow.db'}")
-    model = mlflow.pytorch.load_model(f"models:/{MODEL}@champion")
-    assert type(model).__name__ == "ConvNet"
-    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    from tasks.modelstore import LOADER_MODULE, load_verified
+
+    uri = f"sqlite:///{shared_project / 'mlflow' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    assert pyfunc.metadata.flavors.keys() == {"python_function"}
+    assert pyfunc.metadata.flavors["python_function"]["loader_module"] == LOADER_MODULE
+    x = np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32)
+    logits = pyfunc.predict(x)
+    assert logits.shape == (2, 10)
+    loaded = load_verified(client_for(shared_project), MODEL, "1")
+    assert type(loaded.module).__name__ == "ConvNet" and loaded.classes == [str(i) for i in range(10)]
+    assert np.allclose(loaded.module(torch.from_numpy(x)).detach().numpy(), logits, atol=1e-6)
+
+
+def test_no_artifact_of_the_run_or_the_registry_is_a_pickle(first_run, shared_project):
+    """Every file in the MLflow artifact store (runs, logged models, registered versions) and in
+    Prefect's result storage: no pickle, no torch zip, none wrapped in gzip/zlib."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    from modelmill.artifact_scan import scan
+
+    artifacts = shared_project / "mlflow" / "artifacts"
+    files = [p for p in artifacts.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files) and any(p.name == "MLmodel" for p in files)
+    results = Path(PREFECT_LOCAL_STORAGE_PATH.value())  # persisted task results, when any
+    assert scan(artifacts) == [] and (not results.exists() or scan(results) == [])
 
 
 def champion_of(client) -> str:
@@ -177,10 +202,14 @@ def test_each_stage_is_its_own_task_run_in_the_prefect_graph(first_run, shared_p
 
 def test_unchanged_run_reuses_the_last_one_and_says_so_in_the_graph(first_run, shared_project):
     again = retrain(RetrainParams(project_dir=str(shared_project)))
-    assert again["skipped"] == "unchanged" and again["reused_run_id"] == first_run["mlflow_run_id"]
-    assert "reused run " + first_run["mlflow_run_id"] in again["markdown"]
+    client = client_for(shared_project)
+    reused = client.get_run(again["reused_run_id"])  # the first run, or a forced rerun of it
+    fingerprint = client.get_run(first_run["mlflow_run_id"]).data.tags["fingerprint"]
+    assert again["skipped"] == "unchanged" and reused.data.tags["fingerprint"] == fingerprint
+    assert reused.data.tags["retrained"] == "true" and reused.info.status == "FINISHED"
+    assert "reused run " + again["reused_run_id"] in again["markdown"]
     names = task_run_names(prefect_flow_run_of(shared_project, again["mlflow_run_id"]))
-    assert f"reuse run {first_run['mlflow_run_id']}" in names
+    assert f"reuse run {again['reused_run_id']}" in names
     assert not any(n.startswith(("train", "evaluate", "register")) for n in names)
     skipped = client_for(shared_project).get_run(again["mlflow_run_id"])
     assert skipped.data.tags["skipped"] == "unchanged" and "test_accuracy" not in skipped.data.metrics

@@ -107,7 +107,7 @@ def test_pruning_zeroes_weights_and_compressed_storage_shows_it(report):
     base, pruned = report.row("float"), report.row("pruned_80")
     assert pruned.parameters == base.parameters
     assert pruned.nonzero_parameters < 0.3 * base.parameters
-    assert pruned.dense_size_bytes == base.dense_size_bytes  # zeros stored densely by torch.save
+    assert pruned.dense_size_bytes == base.dense_size_bytes  # zeros stored densely by safetensors
     assert pruned.size_bytes < 0.5 * base.size_bytes  # ... but they compress
 
 

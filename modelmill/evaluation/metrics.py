@@ -1,4 +1,4 @@
-"""Evaluation on the test split: overall and per-class metrics, confusion matrix, plots."""
+"""Point metrics on the test split: overall and per-class, confusion matrix and its plot."""
 
 from __future__ import annotations
 
