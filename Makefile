@@ -30,8 +30,11 @@ lint: $(STAMP)  ## ruff (lint + format check), mypy --strict on modelmill/, impo
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint  ## lint, then the whole test suite (unit, tasks, flows, end to end)
-	$(BIN)/python -m pytest
+test: $(STAMP) lint  ## lint, then the test suite (unit, tasks, flows, end to end, ops) but the heavy soaks
+	$(BIN)/python -m pytest -m "not heavy"
+
+test-heavy: $(STAMP) system-deps  ## the long soaks: fault injection, concurrent writers, default run, PostgreSQL stack
+	$(BIN)/python -m pytest -m heavy
 
 test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest tests/unit -q

@@ -18,6 +18,8 @@ from tests.support import labelstudio_sim as sim
 CLI = str(Path(sys.executable).with_name("modelmill"))
 MODEL = "digits-classifier"
 
+pytestmark = pytest.mark.heavy
+
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING", "DVC_"))}

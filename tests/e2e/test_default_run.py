@@ -8,6 +8,8 @@ from tests.e2e.conftest import modelmill
 # measured 0.992 and 0.988 (252 test items, early stop at epoch 25) on 2 CPU cores; README: about 0.99
 MIN_TEST_ACCURACY = 0.97
 
+pytestmark = pytest.mark.heavy
+
 
 @pytest.mark.slow
 def test_default_run_reaches_the_promised_test_accuracy(clone):

@@ -29,6 +29,8 @@ MODEL = "digits-classifier"
 KILLS = int(os.environ.get("MODELMILL_FAULT_KILLS", "3"))
 RNG = random.Random(int(os.environ.get("MODELMILL_FAULT_SEED", "13")))
 
+pytestmark = pytest.mark.heavy
+
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING", "DVC_"))}

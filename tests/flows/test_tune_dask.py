@@ -95,6 +95,7 @@ def running_trial_pids(db: Path) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_killing_a_dask_worker_mid_trial_loses_no_trial(project, prefect_harness):
     configure_tuning(project, epochs=15)  # trials of several seconds: the kill lands inside one
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -22,7 +22,7 @@ from flows import stack as local_stack
 from tests.ops.conftest import make_project
 from tests.support import labelstudio_sim as sim
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 TUNE = {
     "epochs": 2,
     "sampler_startup_trials": 2,
