@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run lint test test-fast ui system-deps bench clean-state help optuna bench-tuning \
+.PHONY: install run lint test test-heavy test-fast ui system-deps bench clean-state help optuna bench-tuning \
         up up-pg down stack-status test-ops bench-skip
 
 help:  ## list the targets
