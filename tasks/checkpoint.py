@@ -5,6 +5,7 @@ same folder is what `register` logs. Nothing is pickled; loading verifies, then 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,13 +14,21 @@ from modelmill import modelfile
 from modelmill.data import DatasetSchema
 
 
-def save_checkpoint(model: nn.Module, folder: str | Path, schema: DatasetSchema) -> str:
+def save_checkpoint(
+    model: nn.Module,
+    folder: str | Path,
+    schema: DatasetSchema,
+    example: torch.Tensor,
+    preprocessing: dict[str, Any] | None = None,
+) -> str:
+    """`example`: one model input as the run's preprocessor makes it (any kind's shape)."""
     modelfile.save(
         folder,
         model,
         classes=list(schema.classes),
-        input_example=torch.zeros(1, 1, *schema.image_shape),
+        input_example=torch.zeros_like(example[:1]),
         kind=getattr(schema, "kind", "image"),
+        preprocessing=preprocessing,
     )
     return str(folder)
 

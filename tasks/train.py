@@ -61,4 +61,5 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
-    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema)
+    example, state = splits.xy("val")[0][:1], splits.preprocessor_state()
+    return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema, example, state)
