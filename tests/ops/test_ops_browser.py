@@ -87,6 +87,3 @@ def test_prefect_ui_graph_of_a_retrain_run_shows_each_stage(stack, quick_run_res
     page.get_by_text("Completed").first.wait_for()
     page.wait_for_timeout(2000)  # the graph (a canvas) renders after the run's data arrives
     shot(page, "prefect-retrain-graph")
-    page.get_by_role("tab", name="Task Runs").click()
-    page.get_by_text("find-reusable-run").first.wait_for()
-    shot(page, "prefect-retrain-task-runs")
