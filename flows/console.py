@@ -37,7 +37,7 @@ def quiet_environment(verbose: bool) -> None:
 
 
 def log_file_for(project_dir: str | Path, command: str) -> Path:
-    folder = Path(project_dir, STATE_DIR, "logs")
+    folder = Path(project_dir, STATE_DIR, "logs").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{os.getpid()}.log"
 
