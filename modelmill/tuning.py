@@ -393,11 +393,15 @@ def _run_processes(
     """K workers: K-1 processes (`python -m modelmill.tuning`, each with its own torch threads)
     and this process, whose imports and data are warm: it runs trials while they start up."""
     with tempfile.TemporaryDirectory(prefix="modelmill-tune-") as tmp:
+        # the launcher's own callbacks for its own children, in a private (0700) temp folder;
+        # the child unpickles only bytes whose sha256 the launcher put on its command line
         spec = Path(tmp) / "worker.pickle"
-        spec.write_bytes(pickle.dumps((payload, name, url, tuple(callbacks))))
+        blob = pickle.dumps((payload, name, url, tuple(callbacks)))
+        spec.write_bytes(blob)
+        digest = hashlib.sha256(blob).hexdigest()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         procs = [
-            subprocess.Popen([sys.executable, "-m", "modelmill.tuning", str(spec), str(i)], env=env)
+            subprocess.Popen([sys.executable, "-m", "modelmill.tuning", str(spec), str(i), digest], env=env)
             for i in range(1, workers)
         ]
         try:
@@ -420,10 +424,13 @@ def _run_processes(
         )
 
 
-def _worker_main(spec_path: str, worker: int) -> None:
-    payload, name, url, callbacks = pickle.loads(Path(spec_path).read_bytes())
+def _worker_main(spec_path: str, worker: int, digest: str) -> None:
+    blob = Path(spec_path).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != digest:  # written by someone other than our launcher
+        raise TuningError(f"{spec_path}: worker spec does not match its launcher's digest; not loaded")
+    payload, name, url, callbacks = pickle.loads(blob)  # noqa: S301 - verified bytes of our launcher
     run_worker(payload, name, url, worker, callbacks, spawned=True)
 
 
 if __name__ == "__main__":
-    _worker_main(sys.argv[1], int(sys.argv[2]))
+    _worker_main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
