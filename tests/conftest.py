@@ -82,6 +82,22 @@ def project_template(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_globals_per_test():
+    """Each test starts and ends with MLflow's process-global URIs unset: a test that calls
+    mlflow.set_tracking_uri (which also exports MLFLOW_TRACKING_URI) must not send the next
+    test's runs, or its registry lookups, to its own store."""
+    from tests.support.mlflow_store import point_globals_at
+
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(key, None)
+    point_globals_at(None)
+    yield
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(key, None)
+    point_globals_at(None)
+
+
 @pytest.fixture
 def project(project_template, tmp_path) -> Path:
     target = tmp_path / "project"

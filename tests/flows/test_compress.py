@@ -14,6 +14,7 @@ from modelmill.config import load_settings
 from modelmill.data import fit_splits, load_dataset
 from modelmill.errors import CompressionError
 from modelmill.split import split_frame
+from tests.support.mlflow_store import client_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL, COMPRESSED = "digits-classifier", "digits-classifier-compressed"
@@ -36,13 +37,6 @@ def project(project_template, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def retrained(project):
     return retrain(RetrainParams(project_dir=str(project)))
-
-
-def client_for(project: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def test_retrain_compresses_the_new_champion(retrained, project):

@@ -16,15 +16,9 @@ from modelmill.config import load_settings
 from modelmill.data import Dataset, load_dataset, to_tensors, write_dataset
 from modelmill.errors import DriftDetected
 from tasks.data import version_data
+from tests.support.mlflow_store import client_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def client_for(project: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,9 @@ import pytest
 
 from flows.retrain import RetrainParams, retrain
 from modelmill.data import Dataset, bootstrap, load_dataset, write_dataset
+from tests.support.mlflow_store import client_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-def client_for(project: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def use_source(project: Path, source: str, **settings) -> None:

@@ -14,6 +14,7 @@ from modelmill.config import load_settings
 from modelmill.errors import CompressionError, RegistryConflict
 from modelmill.gate import GateDecision
 from tasks.aliases import CHAMPION, alias_target, finish_pending_promotions, move_alias
+from tests.support.mlflow_store import client_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL = "digits-classifier"
@@ -29,13 +30,6 @@ def shared(project_template, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def first_run(shared):
     return retrain(RetrainParams(project_dir=str(shared), epochs=1))
-
-
-def client_for(project: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def versions(client) -> list[str]:

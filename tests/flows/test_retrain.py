@@ -11,6 +11,7 @@ import yaml
 
 from flows.retrain import RetrainParams, retrain
 from modelmill.errors import ValidationFailed
+from tests.support.mlflow_store import client_for
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MODEL = "digits-classifier"
@@ -27,13 +28,6 @@ def shared_project(project_template, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def first_run(shared_project):
     return retrain(RetrainParams(project_dir=str(shared_project)))
-
-
-def client_for(project: Path):
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 def data_dvc_md5(project: Path) -> str:
