@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 from optuna.trial import TrialState
 from test_tune_flow import configure_tuning, load_study, trial_runs
 
 from modelmill.config import load_settings
 from modelmill.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("spec", ["local:0", "local:two", "dask://h:1", "tcp://host", "tcp:/h:8786"])

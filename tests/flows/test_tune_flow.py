@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 from optuna.trial import TrialState
 
 import optuna
+
+REPO = Path(__file__).resolve().parents[2]
 
 TUNE = {
     "epochs": 2,
