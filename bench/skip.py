@@ -76,9 +76,8 @@ def main() -> int:
     print(f"{'run':<36} {'wall s':>8}")
     for name, seconds in rows:
         print(f"{name:<36} {seconds:8.2f}")
-    print(
-        f"{'ratio unchanged / full':<36} {ratio:8.3f}   target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'}"
-    )
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(f"{'ratio unchanged / full':<36} {ratio:8.3f}   target <= {TARGET}: {verdict}")
     out = REPO / "bench" / "results" / "skip.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
