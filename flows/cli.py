@@ -268,7 +268,9 @@ def data_import(
         ..., help="a CSV/Parquet file, or a folder with one subfolder of images per class"
     ),
     target: str | None = typer.Option(None, help="tabular, text: the label column (default: 'target')"),
-    text: str | None = typer.Option(None, "--text", help="text: the column of texts (makes it the text kind)"),
+    text: str | None = typer.Option(
+        None, "--text", help="text: the column of texts (makes it the text kind)"
+    ),
     id_column: str | None = typer.Option(None, "--id", help="tabular: the id column (default: row numbers)"),
     kind: str | None = typer.Option(None, help="image | tabular | text (default: from PATH and --text)"),
     name: str | None = typer.Option(None, help="dataset name in dataset.json (default: PATH's stem)"),

@@ -57,7 +57,8 @@ class Attention(nn.Module):
         q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
         scores = q @ k.transpose(-1, -2) / math.sqrt(width // self.heads) + bias
         mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, width)
-        return self.output(mixed)
+        out: torch.Tensor = self.output(mixed)
+        return out
 
 
 class Layer(nn.Module):
@@ -74,13 +75,14 @@ class Layer(nn.Module):
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, bias)))
-        return self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
+        out: torch.Tensor = self.output_norm(x + self.dropout(self.output(F.gelu(self.intermediate(x)))))
+        return out
 
 
 def trimmed(ids: torch.Tensor) -> torch.Tensor:
     """The batch cut after its longest text (ids are right-padded): the same output, less work.
     Not while exporting, where the graph must keep the input's length."""
-    if ids.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if ids.numel() == 0 or torch._C._get_tracing_state() is not None or torch.compiler.is_compiling():
         return ids
     if torch.onnx.is_in_onnx_export():
         return ids
@@ -112,7 +114,8 @@ class Encoder(nn.Module):
         bias = ((1.0 - mask) * torch.finfo(x.dtype).min)[:, None, None, :]
         for layer in self.layers:
             x = layer(x, bias)
-        return (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        pooled: torch.Tensor = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        return pooled
 
 
 def head(inputs: int, num_classes: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -167,7 +170,9 @@ def _layer_names(i: int) -> dict[str, str]:
         "output": "output.dense", "output_norm": "output.LayerNorm",
     }  # fmt: skip
     return {
-        f"layers.{i}.{ours}.{p}": f"{bert}{theirs}.{p}" for ours, theirs in pairs.items() for p in ("weight", "bias")
+        f"layers.{i}.{ours}.{p}": f"{bert}{theirs}.{p}"
+        for ours, theirs in pairs.items()
+        for p in ("weight", "bias")
     }
 
 

@@ -18,7 +18,14 @@ from modelmill.atomic import atomic_path
 from modelmill.config import TextModelConfig, TrainConfig
 from modelmill.device import select_device
 from modelmill.encoder import TextClassifier
-from modelmill.training import EpochMetrics, OnEpoch, TrainResult, evaluate_loss, seed_everything, torch_threads
+from modelmill.training import (
+    EpochMetrics,
+    OnEpoch,
+    TrainResult,
+    evaluate_loss,
+    seed_everything,
+    torch_threads,
+)
 from modelmill.training import train as train_head
 
 XY = tuple[torch.Tensor, torch.Tensor]
@@ -129,7 +136,9 @@ def _finetune(
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
     model.to(device)
-    loader = DataLoader(TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator)
+    loader = DataLoader(
+        TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
+    )
     optimizer = torch.optim.AdamW(
         [
             {"params": list(model.encoder.parameters()), "lr": text.encoder_learning_rate},
@@ -145,8 +154,8 @@ def _finetune(
     for epoch in range(1, text.finetune_epochs + 1):
         tick, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         model.train()
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
+        for x_batch, y_batch in loader:
+            x, y = x_batch.to(device), y_batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -157,7 +166,9 @@ def _finetune(
             correct += int((logits.argmax(1) == y).sum().item())
         elapsed = time.perf_counter() - tick
         val_loss, val_acc = evaluate_loss(model, val_xy, cfg.batch_size * 4, device)
-        metrics = EpochMetrics(epoch, loss_sum / seen, correct / seen, val_loss, val_acc, elapsed, seen / elapsed)
+        metrics = EpochMetrics(
+            epoch, loss_sum / seen, correct / seen, val_loss, val_acc, elapsed, seen / elapsed
+        )
         history.append(metrics)
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())

@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from modelmill.augment import augmenter_for, spec_hash, spec_json
+from modelmill.config import Settings
 from modelmill.kinds import default_model
 from modelmill.models import count_parameters
 from modelmill.text_training import train_text
@@ -20,7 +21,7 @@ from tasks.split import SplitRef
 EMBEDDINGS_DIR = Path(".modelmill", "cache", "embeddings")  # frozen text encoder: by content hash
 
 
-def _finetuning(kind: str, cfg) -> bool:
+def _finetuning(kind: str, cfg: Settings) -> bool:
     return kind == "text" and cfg.model.text.mode == "finetune"
 
 

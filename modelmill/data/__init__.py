@@ -2,7 +2,7 @@
 
 Layout of the data folder (what DVC versions):
     dataset.json     schema: schema_version, kind (image | tabular | text), name, classes, the kind's fields
-    items.parquet    item_id + the kind's feature columns (px0..pxN; a table's columns; the text column), one row per item
+    items.parquet    item_id + the kind's feature columns (px0..pxN; columns; the text), one row per item
     labels.parquet   item_id, label (class name), source (where the label came from)
 """
 

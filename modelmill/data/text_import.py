@@ -18,7 +18,6 @@ from modelmill.errors import DataImportError
 from modelmill.kinds.columns import RESERVED
 from modelmill.kinds.text import text_schema
 
-
 OPTIONS = ("--text", "--target", "--id")  # the order of read_text_table's columns
 
 
@@ -42,7 +41,9 @@ def read_text_table(path: Path, columns: list[str]) -> pd.DataFrame:
             table = pa.table({c: table.column(c).cast(pa.string()) for c in columns})
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         if "UTF8" in str(exc) or "utf8" in str(exc).lower():
-            raise DataImportError(path, "not UTF-8 text (save the file as UTF-8)", row=_bad_utf8_row(path)) from None
+            raise DataImportError(
+                path, "not UTF-8 text (save the file as UTF-8)", row=_bad_utf8_row(path)
+            ) from None
         raise DataImportError(path, f"not a readable {path.suffix[1:]} table ({exc})") from None
     return table.to_pandas(types_mapper=None).astype(object).where(lambda f: f.notna(), None)
 
@@ -57,7 +58,9 @@ def _csv_header(path: Path) -> list[str]:
 
 def _require(path: Path, names: list[str], columns: list[str]) -> None:
     if len(set(names)) != len(names):
-        raise DataImportError(path, f"duplicate column names {sorted({n for n in names if names.count(n) > 1})}")
+        raise DataImportError(
+            path, f"duplicate column names {sorted({n for n in names if names.count(n) > 1})}"
+        )
     for column in columns:
         if column not in names:
             option = OPTIONS[columns.index(column)]
@@ -95,9 +98,17 @@ def text_dataset(
     classes = tuple(sorted(labels[LABEL].unique()))
     if len(classes) < 2:
         found = f"only {classes[0]!r}" if classes else "no labeled row"
-        raise DataImportError(path, f"{found} in the target column: at least two classes needed", column=target)
+        raise DataImportError(
+            path, f"{found} in the target column: at least two classes needed", column=target
+        )
     schema = text_schema(
-        name, classes, items[text], text, target=target, id_column=id_column, description=f"imported from {path.name}"
+        name,
+        classes,
+        items[text],
+        text,
+        target=target,
+        id_column=id_column,
+        description=f"imported from {path.name}",
     )
     return Dataset(schema, items, labels)
 
@@ -107,7 +118,9 @@ def _ids(path: Path, frame: pd.DataFrame, id_column: str | None) -> np.ndarray:
         return np.array([f"row-{i + 1:08d}" for i in range(len(frame))], dtype=object)
     ids = frame[id_column]
     if ids.isna().any():
-        raise DataImportError(path, "missing id", row=int(ids.isna().to_numpy().nonzero()[0][0]) + 1, column=id_column)
+        raise DataImportError(
+            path, "missing id", row=int(ids.isna().to_numpy().nonzero()[0][0]) + 1, column=id_column
+        )
     dupes = ids.duplicated()
     if dupes.any():
         row = int(dupes.to_numpy().nonzero()[0][0])

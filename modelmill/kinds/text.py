@@ -44,9 +44,46 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "model.text.dropout": {"type": "float", "low": 0.0, "high": 0.3},
 }
 ENGLISH = frozenset(
-    "the a an and or but of to in on for with is are was were it this that not as at by be have has "
-    "from his her its their they you he she we i".split()
-)
+    {
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "but",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "is",
+        "are",
+        "was",
+        "were",
+        "it",
+        "this",
+        "that",
+        "not",
+        "as",
+        "at",
+        "by",
+        "be",
+        "have",
+        "has",
+        "from",
+        "his",
+        "her",
+        "its",
+        "their",
+        "they",
+        "you",
+        "he",
+        "she",
+        "we",
+        "i",
+    }
+)  # fmt: skip
 _BAD_CHARS = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -128,9 +165,7 @@ def guess_language(texts: pd.Series, sample: int = 2000) -> str:
 def text_schema(
     name: str, classes: tuple[str, ...], texts: pd.Series, text_column: str, **fields: Any
 ) -> TextSchema:
-    return TextSchema(
-        name, classes, text_column, guess_language(texts), length_stats(texts), **fields
-    )
+    return TextSchema(name, classes, text_column, guess_language(texts), length_stats(texts), **fields)
 
 
 # --- preprocessing: tokenisation -------------------------------------------------------------
@@ -172,9 +207,10 @@ class TextPreprocessor:
         texts = frame[self.text_column].fillna("").astype(str).tolist()
         ids = np.zeros((len(texts), self.max_length), dtype=np.int64)
         for row, tokens in enumerate(self.token_ids(texts)):
+            kept = tokens
             if len(tokens) > self.max_length:  # keep [SEP] last, as truncation by the tokenizer does
-                tokens = [*tokens[: self.max_length - 1], tokens[-1]]
-            ids[row, : len(tokens)] = tokens
+                kept = [*tokens[: self.max_length - 1], tokens[-1]]
+            ids[row, : len(kept)] = kept
         return torch.from_numpy(ids)
 
     def state(self) -> dict[str, Any]:
@@ -305,5 +341,7 @@ def parse_raw(inputs: list[Any], schema: TextSchema) -> pd.DataFrame:
 
     for i, value in enumerate(inputs):
         if not isinstance(value, str):
-            raise PredictionInputError(f"input {i}: expected a text (a JSON string), got {type(value).__name__}")
+            raise PredictionInputError(
+                f"input {i}: expected a text (a JSON string), got {type(value).__name__}"
+            )
     return pd.DataFrame({schema.text_column: list(inputs)})

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 CLI = str(Path(sys.executable).with_name("modelmill"))
-GOOD = "great wonderful moving superb delightful brilliant charming".split()
-BAD = "awful boring dull tedious clumsy lifeless bland".split()
-FILLER = "the film story cast plot scenes director movie ending music".split()
+GOOD = ["great", "wonderful", "moving", "superb", "delightful", "brilliant", "charming"]
+BAD = ["awful", "boring", "dull", "tedious", "clumsy", "lifeless", "bland"]
+FILLER = ["the", "film", "story", "cast", "plot", "scenes", "director", "movie", "ending", "music"]
 
 
 def modelmill(*args, cwd, timeout=600):
@@ -37,7 +37,7 @@ def reviews(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
         label = "pos" if i % 2 else "neg"
         words = rng.sample(FILLER, 4) + rng.sample(GOOD if label == "pos" else BAD, 2)
         rng.shuffle(words)
-        rows.append((f"r{i:04d}", " ".join(words) + f" {i}", label))
+        rows.append((f"r{i:04d}", "the movie is " + " ".join(words) + f" {i}", label))
     return rows
 
 
@@ -57,18 +57,19 @@ def tiny_text_settings(project: Path, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
 def test_text_import_then_run_trains_evaluates_and_registers(project, tmp_path, mode):
     csv = write_csv(tmp_path / "reviews.csv", reviews(300))
-    imported = modelmill("data", "import", str(csv), "--text", "review", "--target", "sentiment", "--id", "id",
-                         cwd=project)  # fmt: skip
+    args = ("--text", "review", "--target", "sentiment", "--id", "id")
+    imported = modelmill("data", "import", str(csv), *args, cwd=project)
     assert imported.returncode == 0, imported.stderr
     assert "text dataset 'reviews': 300 items, 300 labeled, classes ['neg', 'pos']" in imported.stdout
     schema = yaml.safe_load((project / "data" / "dataset.json").read_text())
     assert schema["kind"] == "text" and schema["text_column"] == "review" and schema["language"] == "en"
-    assert schema["lengths"]["words_mean"] == 7.0
+    assert schema["lengths"]["words_mean"] == 10.0
     tiny_text_settings(project, mode)
     result = modelmill("run", cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "version 1: promoted to champion" in result.stdout
-    assert "texts/s" in result.stdout + result.stderr
+    log = next((project / ".modelmill" / "logs").glob("*-run-*.log")).read_text()
+    assert " texts/s" in log  # the training throughput
     from tests.support.mlflow_store import client_for
 
     client = client_for(project)
@@ -80,11 +81,17 @@ def test_text_import_then_run_trains_evaluates_and_registers(project, tmp_path, 
 
 
 @pytest.mark.parametrize(
-    "content, message",
+    ("content", "message"),
     [
         (b'id,review,sentiment\nr1,"fine",pos\nr2,"",neg\n', "row 2, column 'review': missing or blank text"),
-        (b"id,review,sentiment\nr1,ok,pos\nr2,caf\xe9,neg\n", "row 2: not UTF-8 text (save the file as UTF-8)"),
-        (b"id,body,sentiment\nr1,ok,pos\n", "no column 'review' (--text); columns: ['id', 'body', 'sentiment']"),
+        (
+            b"id,review,sentiment\nr1,ok,pos\nr2,caf\xe9,neg\n",
+            "row 2: not UTF-8 text (save the file as UTF-8)",
+        ),
+        (
+            b"id,body,sentiment\nr1,ok,pos\n",
+            "no column 'review' (--text); columns: ['id', 'body', 'sentiment']",
+        ),
         (b"id,review,sentiment\nr1,a,pos\nr1,b,neg\n", "row 2, column 'id': duplicate id 'r1'"),
         (b"id,review,sentiment\nr1,a,pos\nr2,b,pos\n", "column 'sentiment': only 'pos' in the target column"),
     ],
