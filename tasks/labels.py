@@ -194,6 +194,8 @@ def export_uncertain_tasks(
     else:  # the kind's view of the item (tabular: a <Table> of the row)
         kind = kind_of(schema)
         value_field = TEXT_FIELD if schema.kind == "text" else TABLE_FIELD
+        if schema.kind == "text" and cfg.to_name == "image":  # the default name, for a <Text> tag
+            cfg = cfg.model_copy(update={"to_name": TEXT_FIELD})
         data = kind.task_data(dataset.items.iloc[chosen["row"]], schema, value_field, cfg.item_id_field)
         tasks = build_tasks(chosen, dataset.items, proba, schema, cfg, f"{name}/{champion.version}", data)
         config = out_dir / "labeling_config.xml"

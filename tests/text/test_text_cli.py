@@ -2,12 +2,14 @@
 `modelmill run` (the real packaged encoder, tiny); bad text files are one line and change nothing."""
 
 import hashlib
+import json
 import os
 import random
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -78,6 +80,42 @@ def test_text_import_then_run_trains_evaluates_and_registers(project, tmp_path, 
     assert run.data.metrics["test_macro_f1"] >= 0.9  # two sentiment words per text: separable
     if mode == "frozen":
         assert list((project / ".modelmill" / "cache" / "embeddings").glob("*.safetensors"))
+        label_studio_round_trip(project, tmp_path)
+
+
+def label_studio_round_trip(project: Path, tmp_path: Path) -> None:
+    """export-tasks: <Text> + <Choices>, the champion's predictions; import-labels of the annotated
+    export (the item id in task data) relabels those items in a new data version."""
+    outbox = tmp_path / "outbox"
+    exported = modelmill("export-tasks", "-o", str(outbox), "--count", "6", "--include-labeled", cwd=project)
+    assert exported.returncode == 0, exported.stderr
+    config = (outbox / "labeling_config.xml").read_text()
+    assert '<Text name="text" value="$text"/>' in config and '<Choices name="label" toName="text"' in config
+    tasks = json.loads((outbox / "tasks.json").read_text())
+    assert len(tasks) == 6 and all(t["data"]["text"].startswith("the movie is ") for t in tasks)
+    prediction = tasks[0]["predictions"][0]
+    assert prediction["model_version"] == "digits-classifier/1"
+    assert prediction["result"][0]["to_name"] == "text" and prediction["result"][0]["value"]["choices"][
+        0
+    ] in (
+        "neg",
+        "pos",
+    )
+    flipped = {}
+    for i, t in enumerate(tasks):
+        old = t["predictions"][0]["result"][0]["value"]["choices"][0]
+        flipped[t["data"]["item_id"]] = new = "pos" if old == "neg" else "neg"
+        result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [new]}}]
+        t["id"], t["annotations"] = (
+            i + 1,
+            [{"id": i + 1, "completed_by": 1, "result": result, "was_cancelled": False}],
+        )
+    export = tmp_path / "project-1-at-2026-12-01.json"
+    export.write_text(json.dumps(tasks))
+    imported = modelmill("import-labels", str(export), cwd=project)
+    assert imported.returncode == 0, imported.stdout[-2000:] + imported.stderr[-2000:]
+    labels = pd.read_parquet(project / "data" / "labels.parquet").set_index("item_id")["label"]
+    assert {item: labels[item] for item in flipped} == flipped
 
 
 @pytest.mark.parametrize(
