@@ -20,6 +20,7 @@ from modelmill.device import select_device
 from modelmill.encoder import TextClassifier
 from modelmill.training import (
     EpochMetrics,
+    LossFn,
     OnEpoch,
     TrainResult,
     evaluate_loss,
@@ -124,14 +125,22 @@ def finetune(
     cfg: TrainConfig,
     text: TextModelConfig,
     on_epoch: OnEpoch | None = None,
+    loss: LossFn | None = None,
 ) -> TrainResult:
-    """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate."""
+    """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate.
+    `loss` replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
     with torch_threads(cfg.num_threads):
-        return _finetune(model, train_xy, val_xy, cfg, text, on_epoch)
+        return _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss)
 
 
 def _finetune(
-    model: TextClassifier, train_xy: XY, val_xy: XY, cfg: TrainConfig, text: TextModelConfig, on_epoch: Any
+    model: TextClassifier,
+    train_xy: XY,
+    val_xy: XY,
+    cfg: TrainConfig,
+    text: TextModelConfig,
+    on_epoch: OnEpoch | None,
+    loss_of: LossFn | None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -158,7 +167,7 @@ def _finetune(
             x, y = x_batch.to(device), y_batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
-            loss = loss_fn(logits, y)
+            loss = loss_of(logits, x, y) if loss_of is not None else loss_fn(logits, y)
             loss.backward()
             optimizer.step()
             schedule.step()
