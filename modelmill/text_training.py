@@ -24,8 +24,10 @@ from modelmill.training import (
     OnEpoch,
     TrainResult,
     evaluate_loss,
+    make_deterministic,
     seed_everything,
     torch_threads,
+    weights_digest,
 )
 from modelmill.training import train as train_head
 
@@ -55,14 +57,6 @@ def embed(encoder: nn.Module, ids: torch.Tensor, batch_size: int = 128) -> torch
     device = next(encoder.parameters()).device
     parts = [encoder(ids[s : s + batch_size].to(device)).cpu() for s in range(0, len(ids), batch_size)]
     return torch.cat(parts) if parts else torch.empty(0)
-
-
-def weights_digest(module: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def cached_embeddings(
@@ -144,6 +138,7 @@ def _finetune(
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
+    determinism = make_deterministic(device)
     model.to(device)
     loader = DataLoader(
         TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
@@ -184,4 +179,5 @@ def _finetune(
         if on_epoch is not None:
             on_epoch(metrics)
     model.load_state_dict(cast(dict[str, Any], best_state))
-    return TrainResult(model.cpu().eval(), best_epoch, history, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return TrainResult(model.cpu().eval(), best_epoch, history, seconds=seconds, determinism=determinism)

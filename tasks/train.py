@@ -11,7 +11,7 @@ from modelmill.config import Settings
 from modelmill.kinds import default_model
 from modelmill.models import count_parameters
 from modelmill.text_training import train_text
-from modelmill.training import EpochMetrics, seed_everything, train
+from modelmill.training import EpochMetrics, seed_everything, train, weights_digest
 from tasks import progress
 from tasks.checkpoint import save_checkpoint
 from tasks.context import RunContext
@@ -78,5 +78,8 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     )
     unit = "texts" if schema.kind == "text" else "samples"
     logger.info("trained in %.1fs: %.1f %s/s", result.seconds, result.samples_per_second, unit)
+    # what reproducibility rests on: the same inputs on the same device and thread count give
+    # the same weights (tests/flows/test_reproducible_runs.py)
+    tracker.set_tags({"deterministic": result.determinism, "weights_sha256": weights_digest(result.model)})
     example, state = splits.xy("val")[0][:1], splits.preprocessor_state()
     return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema, example, state)
