@@ -107,7 +107,7 @@ class TextModelConfig(_Section):
     head_hidden: int = Field(0, ge=0, description="units of the head's hidden layer (0: a linear head)")
     dropout: float = Field(0.1, ge=0, lt=1)
     encoder_learning_rate: float = Field(5e-5, gt=0, description="finetune: the encoder's peak rate")
-    head_learning_rate: float = Field(1e-3, gt=0, description="finetune: the head's peak rate")
+    head_learning_rate: float = Field(1e-3, gt=0, description="the head's (peak) rate, in both modes")
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="finetune: share of steps warming up")
     finetune_epochs: int = Field(2, ge=1, description="finetune: epochs (train.epochs: the frozen head's)")
     embedding_batch_size: int = Field(128, ge=1, description="texts per encoder forward when embedding")

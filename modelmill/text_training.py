@@ -89,7 +89,8 @@ def train_frozen(
     cache_dir: str | Path | None = None,
     on_epoch: OnEpoch | None = None,
 ) -> TrainResult:
-    """Embed train and val once (cached), train only the head on the embeddings (train: settings)."""
+    """Embed train and val once (cached), train only the head on the embeddings (train: settings, at
+    model.text.head_learning_rate)."""
     started = time.perf_counter()
     with torch_threads(cfg.num_threads):
         weights = weights_digest(model.encoder)
@@ -97,7 +98,8 @@ def train_frozen(
         val_e = cached_embeddings(model.encoder, val_xy[0], cache_dir, text.embedding_batch_size, weights)
     for p in model.encoder.parameters():
         p.requires_grad_(False)
-    result = train_head(model.head, (train_e, train_xy[1]), (val_e, val_xy[1]), cfg, on_epoch=on_epoch)
+    head_cfg = cfg.model_copy(update={"learning_rate": text.head_learning_rate})
+    result = train_head(model.head, (train_e, train_xy[1]), (val_e, val_xy[1]), head_cfg, on_epoch=on_epoch)
     model.head = cast(nn.Sequential, result.model)
     for p in model.encoder.parameters():
         p.requires_grad_(True)

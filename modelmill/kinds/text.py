@@ -39,7 +39,8 @@ DESCRIPTIONS = {
 }
 COMPRESSION = ("dynamic_int8", "distill")
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
-    "train.learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+    "model.text.head_learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+    "model.text.encoder_learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},
     "model.text.head_hidden": {"type": "categorical", "choices": [0, 128, 256]},
     "model.text.dropout": {"type": "float", "low": 0.0, "high": 0.3},
 }

@@ -32,3 +32,24 @@ def test_int8_and_student_are_smaller_and_measured_against_the_float_teacher():
     # the linear layers are a quarter of their float size; the embedding table stays float
     assert rows[1]["size_bytes"] < 0.7 * rows[0]["size_bytes"]
     assert {"latency_ms_b1", "latency_ms_b8", "speedup_b8", "f1_drop_points"} <= set(rows[2])
+
+
+def test_a_tuning_trial_trains_the_text_model_in_its_mode(tmp_path, monkeypatch):
+    """The Optuna objective on text splits: frozen mode, the kind's search space, embeddings cached."""
+    import optuna
+    from modelmill import tuning
+    from modelmill.config import load_settings
+    from modelmill.kinds.text import SEARCH_SPACE, TextSchema
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(
+        None, {"model.text.mode": "frozen", "tune.space": SEARCH_SPACE, "tune.epochs": 3}
+    )
+    good, bad = [101, 2204, 3185, 102], [101, 11771, 3185, 102]
+    xy = (torch.tensor([good, bad] * 8), torch.tensor([1, 0] * 8))
+    splits = {"schema": TextSchema("t", ("neg", "pos"), "body"), "preprocessor": None, "train": xy, "val": xy}
+    study = optuna.create_study()
+    study.optimize(tuning.Objective(settings, splits), n_trials=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert set(study.trials[0].params) == set(SEARCH_SPACE)
+    assert len(list((tmp_path / tuning.EMBEDDINGS_DIR).glob("*.safetensors"))) == 1  # one per split input
