@@ -34,6 +34,8 @@ def project_env(root: str | Path) -> dict[str, str]:
         "PREFECT_CLI_PROMPT": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # its tqdm bars for internal downloads (the champion, a split) are chatter around the stage lines
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(state / "dvc-site-cache"),
         "GX_ANALYTICS_ENABLED": "false",

@@ -23,8 +23,8 @@ from modelmill.training import (
     LossFn,
     OnEpoch,
     TrainResult,
+    deterministic,
     evaluate_loss,
-    make_deterministic,
     seed_everything,
     torch_threads,
     weights_digest,
@@ -125,8 +125,10 @@ def finetune(
 ) -> TrainResult:
     """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate.
     `loss` replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
-    with torch_threads(cfg.num_threads):
-        return _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss)
+    with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
+        result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss)
+    result.determinism = promise
+    return result
 
 
 def _finetune(
@@ -140,7 +142,6 @@ def _finetune(
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
-    determinism = make_deterministic(device)
     model.to(device)
     loader = DataLoader(
         TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
@@ -182,4 +183,4 @@ def _finetune(
             on_epoch(metrics)
     model.load_state_dict(cast(dict[str, Any], best_state))
     seconds = time.perf_counter() - started
-    return TrainResult(model.cpu().eval(), best_epoch, history, seconds=seconds, determinism=determinism)
+    return TrainResult(model.cpu().eval(), best_epoch, history, seconds=seconds)

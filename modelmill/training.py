@@ -62,21 +62,33 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_deterministic(device: torch.device) -> str:
-    """Ask torch for its deterministic kernels; returns what a run can promise, for its tags.
+@contextmanager
+def deterministic(device: torch.device) -> Iterator[str]:
+    """torch's deterministic kernels inside the block (the training loop), the caller's setting
+    after; yields what a run can promise, for its tags.
 
     CPU with a fixed thread count gives bit-identical weights from the same inputs. On CUDA,
     cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first call (set here when the user has not)
     and cuDNN its deterministic algorithms; an op with no deterministic kernel warns instead of
-    failing the run (warn_only), so CUDA runs say "best effort"."""
+    failing the run (warn_only), so CUDA runs say "best effort". Only the loop: quantized ops
+    (compression) have no deterministic kernels and torch's C++ warning would reach the output."""
+    enabled, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if device.type == "cpu":
-        return f"true: cpu, {torch.get_num_threads()} threads"
-    return f"best effort: {device.type} (an op without a deterministic kernel only warns)"
+    try:
+        if device.type == "cpu":
+            yield f"true: cpu, {torch.get_num_threads()} threads"
+        else:
+            yield f"best effort: {device.type} (an op without a deterministic kernel only warns)"
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -113,8 +125,10 @@ def train(
     (validation and best-epoch selection stay on cross-entropy). `augment` transforms each
     training batch on the CPU, seeded by its batch number, before it goes to the device.
     """
-    with torch_threads(cfg.num_threads):
-        return _fit(model, train_xy, val_xy, cfg, on_epoch, loss, augment)
+    with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
+        result = _fit(model, train_xy, val_xy, cfg, on_epoch, loss, augment)
+    result.determinism = promise
+    return result
 
 
 @contextmanager
@@ -143,7 +157,6 @@ def _fit(
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
-    determinism = make_deterministic(device)
     model.to(device)
     loader = DataLoader(
         TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
@@ -186,7 +199,6 @@ def _fit(
         history,
         stopped_early=len(history) < cfg.epochs,
         seconds=time.perf_counter() - started,
-        determinism=determinism,
     )
 
 
