@@ -142,11 +142,11 @@ def create_app(
         log.exception("%s %s failed", request.method, request.url.path)
         return error(500, "INTERNAL_ERROR", "internal error (see the server log)")
 
-    async def body_of(request: Request) -> Any:
+    async def body_of_or_error(request: Request) -> Any:
         try:
             return json.loads(await request.body())
         except ValueError:
-            raise PredictionInputError("body: not valid JSON") from None
+            return error(400, "BAD_REQUEST", "body: not valid JSON")
 
     def served_or_503() -> Served | JSONResponse:
         served = follower.current
@@ -157,11 +157,12 @@ def create_app(
         )
 
     async def invocations(request: Request) -> Response:
-        served = served_or_503()
-        if isinstance(served, JSONResponse):
-            return served
+        body = await body_of_or_error(request)
+        served = served_or_503()  # taken after the last await: one model from here to the answer
+        if isinstance(served, JSONResponse) or isinstance(body, JSONResponse):
+            return served if isinstance(served, JSONResponse) else body
         try:
-            x = served.scorer.model_input(await body_of(request))
+            x = served.scorer.model_input(body)
         except PredictionInputError as exc:
             return answer(served, {"error_code": "BAD_REQUEST", "message": str(exc)}, 400)
         return answer(served, {"predictions": served.scorer.logits(x).tolist()})
@@ -177,11 +178,11 @@ def create_app(
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        body = await body_of_or_error(request)
         served = served_or_503()
-        if isinstance(served, JSONResponse):
-            return served
+        if isinstance(served, JSONResponse) or isinstance(body, JSONResponse):
+            return served if isinstance(served, JSONResponse) else body
         try:
-            body = await body_of(request)
             if not isinstance(body, dict) or "inputs" not in body:
                 raise PredictionInputError("body: expected a JSON object with 'inputs' (a list)")
             x = served.scorer.raw_input(body["inputs"])

@@ -20,9 +20,10 @@ from flows.stack import free_port
 MODEL = "digits-classifier"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served_project(project_template, tmp_path_factory, prefect_harness) -> Path:
-    """A copy of the template with one retrained champion (v1) and a fast alias poll."""
+    """A copy of the template with one retrained champion (v1) and a fast alias poll, shared by the
+    serving tests (a test that moves the alias puts it back)."""
     from flows.retrain import RetrainParams, retrain
 
     root = tmp_path_factory.mktemp("serving") / "project"
