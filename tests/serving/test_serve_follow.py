@@ -2,7 +2,6 @@
 the first new one, the new version served within the poll interval; a tampered version is never
 served (the old one stays, the refusal is reported)."""
 
-import shutil
 import threading
 import time
 from pathlib import Path
