@@ -123,5 +123,117 @@ def torch_threads() -> None:
     torch.set_num_threads(int(os.environ.get("MODELMILL_SERVE_THREADS", "1")))
 
 
+registry_app = typer.Typer(help="The model registry's audit history of alias moves.", no_args_is_help=True)
+
+
+def registry_client(project_dir: str, config: str) -> Any:
+    from flows.cli import _settings
+    from tasks.tracking import connect
+
+    return connect(_settings(project_dir, config), project_dir)[0]
+
+
+@registry_app.command("history")
+def registry_history(
+    name: str = typer.Argument(..., help="registered model name"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Every alias move modelmill made on NAME: time, actor, alias, from -> to, reason, gate figures."""
+    import datetime
+
+    from modelmill.errors import ModelmillError
+    from tasks.audit import history
+
+    try:
+        records = history(registry_client(project_dir, config), name)
+    except ModelmillError as exc:
+        fail(str(exc))
+    for r in records:
+        when = datetime.datetime.fromtimestamp(r.time, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        gate = (
+            f"  gate {r.gate.get('metric')} {r.gate.get('challenger')} vs {r.gate.get('champion')}"
+            if r.gate
+            else ""
+        )
+        typer.echo(f"{r.seq:>4}  {when}  {r.alias:<10} v{r.from_version or '-'} -> v{r.to_version}  "
+                   f"by {r.actor}: {r.reason}{gate}  data {r.data_version or '-'}  "
+                   f"{r.hash[:12]}")  # fmt: skip
+    if not records:
+        typer.echo(f"{name}: no alias moves recorded")
+
+
+@registry_app.command("verify")
+def registry_verify(
+    name: str = typer.Argument(..., help="registered model name"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Check NAME's audit chain and that its aliases are where the history says; exit 1 if not."""
+    from modelmill.errors import ModelmillError
+    from tasks.audit import history, verify
+
+    try:
+        client = registry_client(project_dir, config)
+        problems, count = verify(client, name), len(history(client, name))
+    except ModelmillError as exc:
+        fail(str(exc))
+    for problem in problems:
+        typer.secho(f"{name}: {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{name}: {count} audit records, chain intact, aliases match the history")
+
+
+def move_champion(
+    project_dir: str, config: str, name: str, version: str | None, reason: str, back: bool
+) -> None:
+    import getpass
+
+    from flows.cli import _settings, writer_lock
+    from modelmill.errors import ModelmillError
+    from tasks.promotion import promote_version, rollback
+
+    settings = _settings(project_dir, config)
+    actor = f"cli {getpass.getuser()}"
+    try:
+        with writer_lock(project_dir, settings, "modelmill rollback" if back else "modelmill promote"):
+            client = registry_client(project_dir, config)
+            if back:
+                move = rollback(client, name, version, reason, actor)
+            else:
+                move = promote_version(client, name, str(version), reason, actor)
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(f"{name}@champion: v{move.from_version or '-'} -> v{move.to_version} ({reason}); recorded")
+
+
+def promote_command(
+    name: str = typer.Argument(..., help="registered model name"),
+    version: str = typer.Argument(..., help="the version to make champion"),
+    reason: str = typer.Option("manual promotion", help="why (kept in the audit record)"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Make VERSION the champion of NAME (compare-and-set, recorded; `serve` follows)."""
+    move_champion(project_dir, config, name, version, reason, back=False)
+
+
+def rollback_command(
+    name: str = typer.Argument(..., help="registered model name"),
+    to: str | None = typer.Option(
+        None, "--to", help="version to roll back to (default: the previous champion)"
+    ),
+    reason: str = typer.Option("rollback", help="why (kept in the audit record)"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Move NAME@champion back to the previous champion (or --to VERSION); recorded; `serve` follows."""
+    move_champion(project_dir, config, name, to, reason, back=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("promote")(promote_command)
+    app.command("rollback")(rollback_command)
+    app.add_typer(registry_app, name="registry")
