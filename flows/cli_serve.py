@@ -54,8 +54,6 @@ def serve(
 
     Polls the alias every serve.poll_seconds; a new version is verified, smoke-checked and swapped
     in with no failed request; one that fails a check is never served."""
-    from flows.cli import _settings
-
     settings = _settings(project_dir, config)
     if variant not in ("float", "compressed"):
         fail(f"--variant {variant!r}: expected float or compressed")
@@ -127,7 +125,6 @@ registry_app = typer.Typer(help="The model registry's audit history of alias mov
 
 
 def registry_client(project_dir: str, config: str) -> Any:
-    from flows.cli import _settings
     from tasks.tracking import connect
 
     return connect(_settings(project_dir, config), project_dir)[0]
@@ -190,7 +187,7 @@ def move_champion(
 ) -> None:
     import getpass
 
-    from flows.cli import _settings, writer_lock
+    from flows.cli import writer_lock
     from modelmill.errors import ModelmillError
     from tasks.promotion import promote_version, rollback
 
@@ -232,7 +229,121 @@ def rollback_command(
     move_champion(project_dir, config, name, to, reason, back=True)
 
 
+def resolve_version(client: Any, model: str | None, default_name: str) -> tuple[str, str]:
+    """`NAME@alias`, `NAME/VERSION` or `NAME` (@champion) -> (name, version)."""
+    from tasks.aliases import alias_target
+
+    ref = model or f"{default_name}@champion"
+    if "/" in ref:
+        name, version = ref.split("/", 1)
+        return name, version
+    name, _, alias = ref.partition("@")
+    target = alias_target(client, name, alias or "champion")
+    if target is None:
+        fail(f"{name}@{alias or 'champion'}: no such alias in the registry")
+    return name, str(target)
+
+
+def predict_command(
+    source: Path = typer.Argument(
+        ..., help="a .csv / .parquet table, a .txt file (one input a line) or an image folder"
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="output .csv or .parquet (default: INPUT.predictions.csv)"
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="NAME@alias or NAME/VERSION (default: the champion)"
+    ),
+    chunk_size: int = typer.Option(10_000, "--chunk-size", min=1, help="inputs scored at a time"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Score a file with the champion in chunks: id, label, class probabilities and model version."""
+    import time
+
+    from rich.console import Console
+
+    from modelmill.batch import count_inputs, predict_file
+    from modelmill.errors import ModelmillError
+    from modelmill.scoring import scorer_of
+    from tasks import progress
+    from tasks.modelstore import load_verified
+
+    if not source.exists():
+        fail(f"{source}: no such file or folder")
+    out = out or source.with_name(f"{source.name}.predictions.csv")
+    try:
+        client = registry_client(project_dir, config)
+        name, version = resolve_version(client, model, _settings(project_dir, config).registry.model_name)
+        scorer = scorer_of(load_verified(client, name, version), max_batch=chunk_size)
+        progress.enable(Console(stderr=True))
+        total = count_inputs(source)
+        started = time.perf_counter()
+        with progress.bar("predict", total=-(-total // chunk_size) if total else 0, unit="chunk") as bar:
+            rows = predict_file(
+                scorer, source, out, version, chunk_size, on_chunk=lambda n: bar.advance(f"{n} rows")
+            )
+        seconds = time.perf_counter() - started
+    except ModelmillError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"{rows} rows scored by {name} v{version} in {seconds:.2f} s ({rows / seconds:,.0f} rows/s) -> {out}"
+    )
+
+
+def _settings(project_dir: str, config: str) -> Settings:
+    from flows.cli import _settings as cli_settings
+
+    settings: Settings = cli_settings(project_dir, config)
+    return settings
+
+
+def lineage_command(
+    model: str | None = typer.Argument(None, help="NAME/VERSION"),
+    data: str | None = typer.Option(None, "--data", help="list every version trained on this data version"),
+    project_dir: str = ProjectOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Where NAME/VERSION comes from (data, code, config, flow run, study, source model, audit);
+    or, with --data VERSION, every model version trained on that data version."""
+    from modelmill.errors import ModelmillError
+    from tasks.lineage import CONFIG_PREVIEW, version_lineage, versions_of_data
+
+    client = registry_client(project_dir, config)
+    if data:
+        found = versions_of_data(client, data)
+        for name, version in found:
+            typer.echo(f"{name}/{version}")
+        if not found:
+            typer.echo(f"no model version was trained on data version {data}")
+        return
+    if not model or "/" not in model:
+        fail("lineage: give NAME/VERSION, or --data VERSION")
+    name, version = str(model).split("/", 1)
+    try:
+        info = version_lineage(client, name, version)
+    except ModelmillError as exc:
+        fail(str(exc))
+    for key, value in info.items():
+        if key == "config":
+            shown = dict(sorted(value.items())[:CONFIG_PREVIEW])
+            more = (
+                f" (+{len(value) - len(shown)} more in MLflow run {info['mlflow_run_id']})"
+                if len(value) > len(shown)
+                else ""
+            )
+            typer.echo(f"{key}: {json.dumps(shown)}{more}")
+        elif key == "audit":
+            typer.echo(f"audit: {len(value)} record(s)")
+            for record in value:
+                typer.echo(f"  {record}")
+        else:
+            typer.echo(f"{key}: {value or '-'}")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("lineage")(lineage_command)
+    app.command("predict")(predict_command)
     app.command("serve")(serve)
     app.command("promote")(promote_command)
     app.command("rollback")(rollback_command)

@@ -50,9 +50,9 @@ class Scorer:
             rows = value
         return self.checked(rows, field)
 
-    def checked(self, rows: Any, field: str) -> np.ndarray:
+    def checked(self, rows: list[Any] | np.ndarray, field: str) -> np.ndarray:
         """Rows as a (n, *input_shape) float32 array; a PredictionInputError names the field and row."""
-        if not isinstance(rows, list) or not rows:
+        if not isinstance(rows, (list, np.ndarray)) or not len(rows):
             raise PredictionInputError(f"{field}: expected a non-empty list of inputs")
         if len(rows) > self.max_batch:
             raise PredictionInputError(
@@ -81,7 +81,7 @@ class Scorer:
             )
         frame = kind_module(self.kind).parse_raw(inputs, self.schema)
         x = self.preprocessor.transform(frame).numpy().astype(np.float32, copy=False)
-        return self.checked(list(x.reshape(len(inputs), -1)), "inputs")
+        return self.checked(x.reshape(len(inputs), -1), "inputs")
 
     def answers(self, logits: np.ndarray) -> list[dict[str, Any]]:
         """Per input: the label and the probability of every class."""
@@ -166,7 +166,7 @@ def dataframe_records_rows(value: Any) -> list[Any]:
     return rows
 
 
-def _first_bad_row(rows: list[Any], field: str, width: int, shape: tuple[int, ...]) -> str:
+def _first_bad_row(rows: list[Any] | np.ndarray, field: str, width: int, shape: tuple[int, ...]) -> str:
     for i, row in enumerate(rows):
         try:
             size = np.asarray(row, dtype=np.float32).size
