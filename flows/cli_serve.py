@@ -83,6 +83,7 @@ def app_from_env() -> Any:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     spec = json.loads(os.environ[SPEC_ENV])
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         settings = load_project_settings(spec["project_dir"], spec["config"])
         client, _ = connect(settings, spec["project_dir"])
@@ -125,6 +126,8 @@ registry_app = typer.Typer(help="The model registry's audit history of alias mov
 
 
 def registry_client(project_dir: str, config: str) -> Any:
+    """The project's MLflow client (MLflow's download bars off: one line of output per command)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from tasks.tracking import connect
 
     return connect(_settings(project_dir, config), project_dir)[0]
@@ -326,7 +329,7 @@ def lineage_command(
         fail(str(exc))
     for key, value in info.items():
         if key == "config":
-            shown = dict(sorted(value.items())[:CONFIG_PREVIEW])
+            shown = {k: v for k, v in sorted(value.items()) if k.startswith(CONFIG_PREVIEW)}
             more = (
                 f" (+{len(value) - len(shown)} more in MLflow run {info['mlflow_run_id']})"
                 if len(value) > len(shown)

@@ -10,7 +10,8 @@ from typing import Any
 from modelmill.errors import RegistryConflict
 from tasks import audit
 
-CONFIG_PREVIEW = 12  # resolved-config keys shown inline (the rest: the MLflow run)
+# the sections of the resolved config that shape the model, shown inline (the rest: the MLflow run)
+CONFIG_PREVIEW = ("data.", "split.", "model.", "train.", "gate.")
 
 
 def version_lineage(client: Any, name: str, version: str) -> dict[str, Any]:
