@@ -295,18 +295,20 @@ def data_import(
     overrides = {"data.image_size": _size(size) if size else None}
     settings = _settings(project_dir, config, overrides)
     try:
-        result = import_data(
-            path,
-            Path(project_dir, settings.data.dir),
-            kind=kind,
-            target=target,
-            id_column=id_column,
-            name=name,
-            image_size=settings.data.image_size,
-        )
-        version = version_data(project_dir, settings, f"data import {path.name}")
-        with disable_run_logger():
-            pushed = push_data.fn(project_dir, settings)
+        # one writer of data/ at a time: a retrain or label import waits, or names this holder
+        with writer_lock(project_dir, settings, "modelmill data import"):
+            result = import_data(
+                path,
+                Path(project_dir, settings.data.dir),
+                kind=kind,
+                target=target,
+                id_column=id_column,
+                name=name,
+                image_size=settings.data.image_size,
+            )
+            version = version_data(project_dir, settings, f"data import {path.name}")
+            with disable_run_logger():
+                pushed = push_data.fn(project_dir, settings)
     except ModelmillError as exc:
         fail(str(exc))
     columns = ", ".join(f"{k} ({v})" for k, v in list(result.columns.items())[:12])

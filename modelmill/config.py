@@ -244,6 +244,7 @@ class ExplanationsConfig(_Section):
     deletion_max_ratio: float = Field(0.7, gt=0, description="AUC(top first) / AUC(random) at most")
     randomisation_max_spearman: float = Field(0.3, description="trained vs re-initialised model")
     top_fraction: float = Field(0.1, gt=0, le=1, description="share of features the IoU compares")
+    permutation_repeats: int = Field(5, ge=1, description="tabular: permutations per column (importance)")
     seed: int = 42
 
 

@@ -1,10 +1,13 @@
 """The two sides of a drift check as DriftSamples: a dataset folder (one data version) or a
-file / folder of model inputs (CSV, Parquet, images), read against the reference's schema."""
+file / folder of model inputs (CSV, Parquet, images), read against the reference's schema.
+
+With the champion's fitted preprocessor (kinds other than image), the model inputs are what the
+champion sees, and the raw feature columns travel along for the per-feature tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -13,24 +16,46 @@ from modelmill.data import ID, LABEL, DatasetSchema, load_dataset, missing_files
 from modelmill.drift import DriftSample
 from modelmill.errors import DriftError
 
+if TYPE_CHECKING:
+    from modelmill.kinds.base import Preprocessor
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
-def sample_of_dataset(data_dir: str | Path, name: str) -> tuple[DriftSample, DatasetSchema]:
+def sample_of_dataset(
+    data_dir: str | Path, name: str, preprocessor: Preprocessor | None = None
+) -> tuple[DriftSample, DatasetSchema]:
     """Every labeled item of the dataset folder, with its labels."""
     dataset = load_dataset(data_dir)
     labeled = dataset.labeled()
+    schema = cast(DatasetSchema, dataset.schema)
+    labels = labeled[LABEL].astype(str).tolist()
+    if preprocessor is not None:
+        return _preprocessed(labeled, schema, name, preprocessor, labels), schema
     x, _ = to_tensors(labeled, dataset.schema)
-    return DriftSample(name, x, labeled[LABEL].astype(str).tolist()), cast(DatasetSchema, dataset.schema)
+    return DriftSample(name, x, labels), schema
 
 
-def sample_of_inputs(path: str | Path, schema: DatasetSchema, name: str | None = None) -> DriftSample:
+def _preprocessed(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    name: str,
+    preprocessor: Preprocessor,
+    labels: list[str] | None,
+) -> DriftSample:
+    features = frame[schema.feature_columns].reset_index(drop=True)
+    return DriftSample(name, preprocessor.transform(features), labels, features)
+
+
+def sample_of_inputs(
+    path: str | Path, schema: DatasetSchema, name: str | None = None, preprocessor: Preprocessor | None = None
+) -> DriftSample:
     """Model inputs in a CSV / Parquet table (the schema's feature columns, optionally `label`),
     a dataset folder, or a folder of images (greyscale, resized to the schema's image shape)."""
     path = Path(path)
     name = name or str(path)
     if path.is_dir() and not missing_files(path):
-        return sample_of_dataset(path, name)[0]
+        return sample_of_dataset(path, name, preprocessor)[0]
     if path.is_dir():
         return _sample_of_images(path, schema, name)
     if path.suffix.lower() in {".parquet", ".pq"}:
@@ -39,14 +64,19 @@ def sample_of_inputs(path: str | Path, schema: DatasetSchema, name: str | None =
         frame = pd.read_csv(path)
     else:
         raise DriftError(f"{path}: expected a CSV or Parquet file, a dataset folder or a folder of images")
-    return _sample_of_frame(frame, schema, name)
+    return _sample_of_frame(frame, schema, name, preprocessor)
 
 
-def _sample_of_frame(frame: pd.DataFrame, schema: DatasetSchema, name: str) -> DriftSample:
+def _sample_of_frame(
+    frame: pd.DataFrame, schema: DatasetSchema, name: str, preprocessor: Preprocessor | None = None
+) -> DriftSample:
     missing = [c for c in schema.feature_columns if c not in frame.columns]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise DriftError(f"{name}: missing feature columns {shown} (expected those of {schema.name})")
+    labels = frame[LABEL].astype(str).tolist() if LABEL in frame else None
+    if preprocessor is not None:  # the kind's own reading: categories, missing values, texts
+        return _preprocessed(frame, schema, name, preprocessor, labels)
     rows = frame[schema.feature_columns].apply(pd.to_numeric, errors="coerce")
     bad = rows.isna().any(axis=1)
     if bad.any():
@@ -54,7 +84,6 @@ def _sample_of_frame(frame: pd.DataFrame, schema: DatasetSchema, name: str) -> D
         where = frame[ID].iloc[row] if ID in frame else f"row {row + 1}"
         raise DriftError(f"{name}: {where}: a feature value is missing or not a number")
     x, _ = to_tensors(rows, schema)
-    labels = frame[LABEL].astype(str).tolist() if LABEL in frame else None
     return DriftSample(name, x, labels)
 
 

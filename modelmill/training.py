@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +37,7 @@ class TrainResult:
     history: list[EpochMetrics] = field(default_factory=list)
     stopped_early: bool = False
     seconds: float = 0.0
+    determinism: str = ""
 
     @property
     def best(self) -> EpochMetrics:
@@ -54,8 +57,36 @@ Augment = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weight init, dropout) and return the generator of the data order."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def make_deterministic(device: torch.device) -> str:
+    """Ask torch for its deterministic kernels; returns what a run can promise, for its tags.
+
+    CPU with a fixed thread count gives bit-identical weights from the same inputs. On CUDA,
+    cuBLAS needs CUBLAS_WORKSPACE_CONFIG before its first call (set here when the user has not)
+    and cuDNN its deterministic algorithms; an op with no deterministic kernel warns instead of
+    failing the run (warn_only), so CUDA runs say "best effort"."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cpu":
+        return f"true: cpu, {torch.get_num_threads()} threads"
+    return f"best effort: {device.type} (an op without a deterministic kernel only warns)"
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes in order): equal iff the weights are."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{flat.dtype}|{tuple(flat.shape)}|".encode())
+        digest.update(flat.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -112,6 +143,7 @@ def _fit(
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
+    determinism = make_deterministic(device)
     model.to(device)
     loader = DataLoader(
         TensorDataset(*train_xy), batch_size=cfg.batch_size, shuffle=True, generator=generator
@@ -154,6 +186,7 @@ def _fit(
         history,
         stopped_early=len(history) < cfg.epochs,
         seconds=time.perf_counter() - started,
+        determinism=determinism,
     )
 
 

@@ -15,16 +15,20 @@ import yaml
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from mlflow import MlflowClient
 from modelmill.config import Settings
 from modelmill.data import ITEMS_FILE, LABELS_FILE, SCHEMA_FILE
 from modelmill.drift import DriftReport, compare
 from modelmill.drift_inputs import sample_of_dataset, sample_of_inputs
 from modelmill.drift_report import to_markdown, verdict, write_report
 from modelmill.errors import DatasetError, DriftDetected, DriftError
+from modelmill.kinds import preprocessor_from_state
+from modelmill.kinds.base import Preprocessor
 from tasks.context import RunContext
 from tasks.data import data_version
+from tasks.modelstore import load_verified
 from tasks.progress import stage
-from tasks.registry import CHAMPION, alias_version, load_version
+from tasks.registry import CHAMPION, alias_version
 
 EVENT = "modelmill.drift.detected"
 MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
@@ -92,16 +96,26 @@ def drift_report(ctx: RunContext, reference: str, current: str) -> DriftReport:
     if champion is None:
         raise DriftError(f"drift needs a champion: no {ctx.settings.registry.model_name}@champion yet")
     work = Path(ctx.work_dir, "drift")
+    loaded = load_verified(MlflowClient(), ctx.settings.registry.model_name, str(champion.version))
+    prep = champion_preprocessor(loaded.meta)
     ref_version, ref_dir = materialize(ctx.project_dir, ctx.settings, reference, work / "reference", champion)
-    ref_sample, schema = sample_of_dataset(ref_dir, ref_version)
+    ref_sample, schema = sample_of_dataset(ref_dir, ref_version, prep)
     inputs = Path(ctx.project_dir, current)
     if current not in ("workspace", CHAMPION) and inputs.exists():
-        cur_sample = sample_of_inputs(inputs, schema, current)
+        cur_sample = sample_of_inputs(inputs, schema, current, prep)
     else:
         cur_version, cur_dir = materialize(ctx.project_dir, ctx.settings, current, work / "current", champion)
-        cur_sample = sample_of_dataset(cur_dir, cur_version)[0]
-    model = load_version(ctx.settings.registry.model_name, champion.version)
-    return compare(model, ref_sample, cur_sample, list(schema.classes), ctx.settings.drift)
+        cur_sample = sample_of_dataset(cur_dir, cur_version, prep)[0]
+    return compare(loaded.module, ref_sample, cur_sample, list(schema.classes), ctx.settings.drift)
+
+
+def champion_preprocessor(meta: dict[str, Any]) -> Preprocessor | None:
+    """The champion's fitted preprocessor for kinds other than image (whose pixels the drift
+    check reads as they are); None for images and for models saved without one."""
+    state = meta.get("preprocessing")
+    if not state or state.get("kind", "image") == "image":
+        return None
+    return preprocessor_from_state(state)
 
 
 def publish(ctx: RunContext, report: DriftReport) -> dict[str, Any]:

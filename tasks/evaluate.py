@@ -52,7 +52,8 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
         report.accuracy, report.macro_f1, report.n,
     )  # fmt: skip
     kind = getattr(splits.schema(), "kind", "image")
-    extras = challenger_extras(ctx, tracker, challenger, xy, classes, kind)
+    groups = getattr(splits.preprocessor(), "feature_groups", None)  # tabular: features per column
+    extras = challenger_extras(ctx, tracker, challenger, xy, classes, kind, groups() if groups else None)
     test_pred = extras.pop("test_pred")
     if extras["failed_checks"]:
         logger.warning("evaluation sanity checks failed: %s", ", ".join(extras["failed_checks"]))

@@ -19,13 +19,28 @@ ARTIFACT_DIR = "evaluation"  # figures land beside the confusion matrices
 
 
 def challenger_extras(
-    ctx: RunContext, tracker: Tracker, model: nn.Module, xy: dict[str, XY], classes: list[str], kind: str
+    ctx: RunContext,
+    tracker: Tracker,
+    model: nn.Module,
+    xy: dict[str, XY],
+    classes: list[str],
+    kind: str,
+    feature_groups: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
     """Every configured extra of the challenger, metrics and figures on the run; a small record back
-    (with the test predictions under `test_pred`, for the paired comparison)."""
+    (with the test predictions under `test_pred`, for the paired comparison). `feature_groups`
+    (tabular): the preprocessed features of each original column, for column importance."""
     out = Path(ctx.work_dir, "evaluation-extras")
     suite = run_suite(
-        model, xy["val"], xy["test"], xy["train"][0], classes, ctx.settings.evaluation, out, kind=kind
+        model,
+        xy["val"],
+        xy["test"],
+        xy["train"][0],
+        classes,
+        ctx.settings.evaluation,
+        out,
+        kind=kind,
+        feature_groups=feature_groups,
     )
     tracker.log_metrics(
         {**suite.metrics(), **{f"evaluation_seconds_{k}": v for k, v in suite.seconds.items()}}

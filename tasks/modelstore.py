@@ -112,7 +112,11 @@ def load_verified(
         contextlib.nullcontext(str(into)) if into else tempfile.TemporaryDirectory(prefix="modelmill-load-")
     )
     with folder as tmp:
-        local = Path(download_checked(mv.source, manifest, Path(tmp), where, limits))
+        # the version's own storage location, through this client: a `models:/m-...` source would
+        # be resolved by MLflow on its *global* tracking URI, the wrong store in a process that
+        # holds clients for several (a server, a worker, the tests)
+        source = client.get_model_version_download_uri(name, str(version)) or mv.source
+        local = Path(download_checked(source, manifest, Path(tmp), where, limits))
         modelfile.verify_tree(local, manifest, where, limits, MODEL_DIR_SUFFIXES, ignore=(REGISTRATION_FILE,))
         data = check_mlmodel(local, manifest, where, limits)
         inner = Manifest(

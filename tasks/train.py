@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from modelmill.augment import augmenter_for, spec_hash, spec_json
 from modelmill.kinds import default_model
 from modelmill.models import count_parameters
-from modelmill.training import EpochMetrics, seed_everything, train
+from modelmill.training import EpochMetrics, seed_everything, train, weights_digest
 from tasks import progress
 from tasks.checkpoint import save_checkpoint
 from tasks.context import RunContext
@@ -61,5 +61,8 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
+    # what reproducibility rests on: the same inputs on the same device and thread count give
+    # the same weights (tests/flows/test_reproducible_runs.py)
+    tracker.set_tags({"deterministic": result.determinism, "weights_sha256": weights_digest(result.model)})
     example, state = splits.xy("val")[0][:1], splits.preprocessor_state()
     return save_checkpoint(result.model, Path(ctx.work_dir, "challenger"), schema, example, state)

@@ -118,12 +118,12 @@ def compress(
     on_variant: Callable[[str], None] | None = None,
 ) -> CompressionReport:
     """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
-    select; export the choice to ONNX."""
+    select on the validation split's accuracy; export the choice to ONNX."""
     arch = architecture_of(teacher, image_shape)
     variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant)
     latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
     rows = [
-        measure(v, splits["test"], classes, cfg, latency)
+        measure(v, splits["test"], classes, cfg, latency, val_xy=splits["val"])
         for v, latency in zip(variants, latencies, strict=True)
     ]
     compare_to_baseline(rows, rows[0])

@@ -36,6 +36,12 @@ class VariantRow:
     accuracy_delta_points: float = 0.0  # vs the float model, in points (negative = worse)
     size_ratio: float = 1.0
     speedup: dict[int, float] = field(default_factory=dict)  # float latency / this latency
+    # accuracy on the validation split: what the budget rule selects on (test only reports)
+    val_accuracy: float | None = None
+
+    @property
+    def selection_accuracy(self) -> float:
+        return self.accuracy if self.val_accuracy is None else self.val_accuracy
 
     def flat(self) -> dict[str, Any]:
         """Scalar columns for a table or tracker (latency/speedup by batch size)."""
@@ -46,17 +52,26 @@ class VariantRow:
         return row
 
 
+def predicted_labels(variant: Variant, x: torch.Tensor, cfg: CompressConfig) -> torch.Tensor:
+    with torch_threads(cfg.threads), torch.inference_mode():
+        return torch.cat([variant.module(x[s : s + 512]) for s in range(0, len(x), 512)]).argmax(1)
+
+
 def measure(
     variant: Variant,
     test_xy: tuple[torch.Tensor, torch.Tensor],
     classes: list[str],
     cfg: CompressConfig,
     latency: dict[int, float] | None = None,
+    val_xy: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> VariantRow:
-    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms)."""
+    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms);
+    with `val_xy`, its validation accuracy too (the one selection may look at)."""
     x, y = test_xy
-    with torch_threads(cfg.threads), torch.inference_mode():
-        predicted = torch.cat([variant.module(x[s : s + 512]) for s in range(0, len(x), 512)]).argmax(1)
+    predicted = predicted_labels(variant, x, cfg)
+    val_accuracy = None
+    if val_xy is not None:
+        val_accuracy = float((predicted_labels(variant, val_xy[0], cfg) == val_xy[1]).float().mean())
     latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
     report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
     total, nonzero = weight_counts(variant.module)
@@ -71,6 +86,7 @@ def measure(
         nonzero_parameters=nonzero,
         latency_ms=latency,
         settings=dict(variant.settings),
+        val_accuracy=val_accuracy,
     )
 
 

@@ -184,10 +184,21 @@ def _per_class_section(facts: CardFacts) -> str:
 def _checks_section(title: str, part: dict[str, Any]) -> str:
     if not part:
         return f"## {title}\n\nnot measured"
-    figures = {k: v for k, v in part.items() if k != "checks"}
+    figures = {k: v for k, v in part.items() if k not in ("checks", "column_importance")}
     checks = "\n".join(
         f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |"
         for c in part.get("checks", [])
     )
     head = "| sanity check | result | figure |\n| --- | --- | --- |"
-    return f"## {title}\n\n{_kv_table(figures)}\n\n{head}\n{checks}"
+    text = f"## {title}\n\n{_kv_table(figures)}\n\n{head}\n{checks}"
+    if importance := part.get("column_importance"):
+        text += "\n\n" + _importance_table(importance)
+    return text
+
+
+def _importance_table(importance: dict[str, Any], top: int = 15) -> str:
+    """Columns ranked by the accuracy they cost when permuted, beside their mean |IG|."""
+    drop, ig = importance["permutation_accuracy_drop"], importance["attribution"]
+    rows = "\n".join(f"| {c} | {drop[c] * 100:.2f} | {ig[c]:.4g} |" for c in importance["ranked"][:top])
+    head = "| column | accuracy drop when permuted (points) | mean abs IG |\n| --- | --- | --- |"
+    return f"Column importance ({importance['permutation_repeats']} permutations each):\n\n{head}\n{rows}"

@@ -25,6 +25,7 @@ from modelmill.evaluation.calibration import (
     save_temperature,
 )
 from modelmill.evaluation.explanations import ExplanationReport, explain, plot_attributions
+from modelmill.evaluation.importance import ColumnImportance, column_importance, plot_importance
 from modelmill.evaluation.intervals import Interval, bootstrap_intervals
 from modelmill.evaluation.robustness import KIND_BOUNDS, RobustnessReport, evaluate_robustness
 from modelmill.evaluation.sanity import failed_names
@@ -40,6 +41,7 @@ class SuiteResult:
     temperature: Temperature | None = None
     robustness: RobustnessReport | None = None
     explanations: ExplanationReport | None = None
+    importance: ColumnImportance | None = None  # tabular: per original column
     files: dict[str, Path] = field(default_factory=dict)  # figure name -> file in the suite's folder
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -51,7 +53,7 @@ class SuiteResult:
         out = {f"test_{m}_ci_low": iv.low for m, iv in self.intervals.items()}
         out.update({f"test_{m}_ci_high": iv.high for m, iv in self.intervals.items()})
         out.update({f"calibration_{k}": float(v) for k, v in self.calibration.items() if _number(v)})
-        for part in (self.robustness, self.explanations):
+        for part in (self.robustness, self.explanations, self.importance):
             out.update(part.metrics() if part is not None else {})
         return out
 
@@ -61,6 +63,8 @@ class SuiteResult:
         if self.robustness:
             robustness["strongest"] = self.robustness.strongest()
         explanations = self.explanations.as_dict() if self.explanations else {}
+        if self.importance is not None:
+            explanations["column_importance"] = self.importance.as_dict()
         return {"calibration": self.calibration, "robustness": robustness, "explanations": explanations}
 
 
@@ -77,9 +81,11 @@ def run_suite(
     cfg: EvaluationConfig,
     out_dir: str | Path,
     kind: str = "image",
+    feature_groups: dict[str, list[int]] | None = None,
 ) -> SuiteResult:
     """Every configured extra of `model`; figures (PNG, JSON) land in out_dir. `reference_x` (the
-    training inputs) gives the valid input range of the data kind for the attacks."""
+    training inputs) gives the valid input range of the data kind for the attacks; `feature_groups`
+    (tabular: original column -> its feature indices) adds column importance."""
     out, seconds = Path(out_dir), {}
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
@@ -100,6 +106,13 @@ def run_suite(
         if kind == "image":
             grid = plot_attributions(result.explanations, test[0], str(out / "attributions.png"))
             result.files["attributions"] = Path(grid)
+        if feature_groups and result.explanations.ig is not None:
+            ex = cfg.explanations
+            result.importance = column_importance(
+                model, *test, result.explanations.ig, feature_groups, ex.permutation_repeats, ex.seed
+            )
+            chart = plot_importance(result.importance, out / "column_importance.png")
+            result.files["column_importance"] = chart
         seconds["explanations"] = time.perf_counter() - tick - sum(seconds.values())
     result.seconds = seconds
     _write_figures(result, out)

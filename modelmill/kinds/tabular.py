@@ -187,6 +187,18 @@ class TabularPreprocessor:
             names += [*(f"{name}={c}" for c in cats), f"{name}=__unknown__"]
         return names
 
+    def feature_groups(self) -> dict[str, list[int]]:
+        """Original column -> the indices of its features in the transformed matrix (in order)."""
+        groups = {name: [i] for i, name in enumerate(self.numeric)}
+        offset = len(self.numeric)
+        for j, name in enumerate(self.indicators):
+            groups[name].append(offset + j)
+        offset += len(self.indicators)
+        for name, cats in self.categories:
+            groups[name] = list(range(offset, offset + len(cats) + 1))
+            offset += len(cats) + 1
+        return groups
+
     def transform(self, frame: pd.DataFrame) -> torch.Tensor:
         import torch
 

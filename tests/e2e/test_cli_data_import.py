@@ -80,3 +80,30 @@ def test_import_then_run_trains_and_registers(project, tmp_path, kind):
     result = modelmill("run", "--epochs", "2", cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "version 1: promoted to champion" in result.stdout
+
+
+HOLD = """
+import sys, time
+from modelmill.lock import project_lock
+with project_lock(sys.argv[1], "import-labels"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_data_import_waits_for_the_project_lock_and_names_its_holder(project, tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(60)))
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("lock_timeout:", "lock_timeout: 1  #", 1))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(project)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = state(project)
+        result = modelmill("data", "import", str(table), cwd=project)
+        assert result.returncode == 1
+        assert f"held by PID {holder.pid} (import-labels" in result.stderr
+        assert state(project) == before
+    finally:
+        holder.kill()
+        holder.wait()

@@ -140,3 +140,105 @@ def _converged(got: dict, expected: dict, with_model: bool) -> bool:
     no_running = not got.get("running_runs")
     champion = not with_model or got.get("champion_data_version") == expected.get("champion_data_version")
     return same and clean and no_running and champion
+
+
+TUNE = {
+    "trials": 3,
+    "epochs": 2,
+    "sampler_startup_trials": 2,
+    "pruner": "none",
+    "heartbeat_interval": 1,
+    "grace_period": 2,
+    "space": {"train.learning_rate": {"type": "float", "low": 1.0e-3, "high": 5.0e-2, "log": True}},
+}
+
+
+def study_state(project: Path) -> dict:
+    import optuna
+
+    storage = f"sqlite:///{project / 'optuna' / 'optuna.db'}"
+    if not (project / "optuna" / "optuna.db").exists():
+        return {"finished_trials": 0, "running_trials": 0}
+    trials = [t for s in optuna.get_all_study_summaries(storage)
+              for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]  # fmt: skip
+    states = [t.state.name for t in trials]
+    return {
+        "finished_trials": sum(s in ("COMPLETE", "PRUNED") for s in states),
+        "running_trials": states.count("RUNNING"),
+    }
+
+
+def compressed_state(project: Path) -> dict:
+    """The compressed champion's source: the champion it was made from."""
+    from tests.support.mlflow_store import client_for
+
+    client = client_for(project)
+    name = f"{MODEL}-compressed"
+    versions = client.search_model_versions(f"name = '{name}'")
+    run_ids = [v.tags.get("mlflow_run_id") or v.run_id for v in versions]
+    try:
+        alias = client.get_model_version_by_alias(name, "champion")
+    except Exception:  # noqa: BLE001 - no compressed champion (yet)
+        alias = None
+    return {
+        "compressed_champion_of": alias.tags.get("source_version") if alias else None,
+        "duplicate_compressed": len(run_ids) - len(set(run_ids)),
+    }
+
+
+def prepare(kind: str, project: Path, tmp_path: Path) -> list[str]:
+    """The command under test, and the project made ready for it."""
+    if kind == "data import":
+        table = tmp_path / "table.csv"
+        rows = "".join(f"k{i},{i % 9}.25,{'abc'[i % 3]},{'yes' if i % 4 else 'no'}\n" for i in range(3000))
+        table.write_text("id,x,colour,target\n" + rows)
+        return ["data", "import", str(table), "--target", "target", "--id", "id"]
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    if kind == "tune":
+        params["tune"] = {**params.get("tune", {}), **TUNE}
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return ["tune"]
+    params["compress"]["enabled"] = False  # the champion first, then `modelmill compress` under test
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rc, _, out = invoke(project, ["run", "--epochs", "1"])
+    assert rc == 0, out[-3000:]
+    return ["compress"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["data import", "tune", "compress"])
+def test_sigkill_of_data_import_tune_and_compress_then_a_rerun_converges(kind, project, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(project, base, symlinks=True)
+    args = prepare(kind, base, tmp_path)
+    reference = tmp_path / "reference"
+    shutil.copytree(base, reference, symlinks=True)
+    rc, duration, out = invoke(reference, args)
+    assert rc == 0, out[-3000:]
+
+    def converge_on(target: Path) -> dict:
+        got = {**state(target), **study_state(target)}
+        return got | (compressed_state(target) if kind == "compress" else {})
+
+    expected = converge_on(reference)
+    assert expected["journal"] == [] and not expected.get("running_runs")
+    figures = {"tried": 0, "killed": 0, "recovered": 0, "lost": 0, "runs": []}
+    for trial in range(KILLS):
+        target = tmp_path / f"killed-{trial}"
+        shutil.copytree(base, target, symlinks=True)
+        moment = RNG.uniform(0.15, 1.0) * duration
+        rc, _, _ = invoke(target, args, kill_after=moment)
+        figures["tried"] += 1
+        figures["killed"] += rc == -signal.SIGKILL
+        rerun, _, out = invoke(target, args)
+        got = converge_on(target)
+        keys = ["data", "data_version", "journal", "running_runs", "finished_trials", "running_trials"]
+        keys += ["compressed_champion_of", "duplicate_compressed"] if kind == "compress" else []
+        ok = rerun == 0 and all(got.get(k) == expected.get(k) for k in keys)
+        figures["recovered" if ok else "lost"] += 1
+        figures["runs"].append({"kill_at_s": round(moment, 1), "ok": ok} | ({} if ok else {"got": got,
+                               "expected": expected, "tail": out[-1500:]}))  # fmt: skip
+        verdict = "recovered" if ok else "LOST"
+        print(f"fault injection: {kind} killed at {moment:.1f}s -> {verdict}", flush=True)
+    print(f"fault injection ({kind}):", json.dumps(figures, default=str))
+    assert figures["lost"] == 0, json.dumps(figures, indent=2, default=str)

@@ -71,3 +71,31 @@ def test_rotated_data_is_drift_for_the_flow_the_stage_and_the_cli(champion_proje
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "drift detected" in done.stdout
+
+
+def test_a_table_is_checked_through_the_champions_preprocessor_column_by_column(project):
+    """Tabular drift: embeddings of what the champion sees (its fitted preprocessor) and a test
+    per raw column; a shifted column is named, the others are not."""
+    from modelmill.data import bootstrap
+
+    shutil.rmtree(project / "data")
+    bootstrap(project / "data", "breast_cancer")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"], params["registry"]["model_name"] = "breast_cancer", "cancer"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = retrain(RetrainParams(project_dir=str(project), epochs=2))
+    same = drift(DriftParams(project_dir=str(project), reference="champion", current="workspace"))
+    assert not same["drifted"]
+    features = {t["name"] for t in same["report"]["tests"] if t["name"].startswith("feature:")}
+    assert len(features) == 30  # one test per raw column of the table
+    dataset = load_dataset(project / "data")
+    items = dataset.items.copy()
+    column = dataset.schema.feature_columns[0]
+    items[column] = items[column] * 1.5 + items[column].std()  # one column moves
+    write_dataset(project / "data", Dataset(dataset.schema, items, dataset.labels))
+    version_data(project, load_settings(project / "params.yaml"), "shifted")
+    params = DriftParams(project_dir=str(project), reference=first["data_version"], current="workspace")
+    shifted = drift(params)
+    drifted = {t["name"] for t in shifted["report"]["tests"] if t["drifted"]}
+    assert shifted["drifted"] and f"feature:{column}" in drifted
+    assert not any(t.startswith("feature:") and t != f"feature:{column}" for t in drifted), drifted

@@ -53,8 +53,21 @@ def test_multiclass_table_with_missing_values_and_categories(project, tmp_path):
     summary = retrain(RetrainParams(project_dir=str(project), epochs=6))
     challenger = summary["evaluation"]["challenger"]
     assert challenger["accuracy"] >= 0.8 and "roc_auc" not in challenger
-    spec = client_for(project).get_run(summary["mlflow_run_id"]).data.params["model.parameters"]
-    assert int(spec) > 0
+    client = client_for(project)
+    run = client.get_run(summary["mlflow_run_id"])
+    assert int(run.data.params["model.parameters"]) > 0
+    # explanations in the table's own columns: a one-hot 'island' is one column, not three
+    record = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "evaluation/evaluation.json")).read_text()
+    )
+    importance = record["explanations"]["column_importance"]
+    columns = set(load_dataset(project / "data").schema.feature_columns)
+    assert set(importance["ranked"]) == columns and set(importance["attribution"]) == columns
+    top = importance["ranked"][0]
+    assert importance["permutation_accuracy_drop"][top] > 0.05
+    assert run.data.metrics[f"importance_permutation_{top}"] == importance["permutation_accuracy_drop"][top]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert "evaluation/column_importance.png" in logged
     # the loop back to Label Studio: a <Table> of each row, scored by the champion
     from modelmill.config import load_settings
     from tasks.labels import export_uncertain_tasks

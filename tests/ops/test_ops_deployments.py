@@ -32,6 +32,26 @@ def test_quick_run_completes_and_logs_to_the_mlflow_server(stack, quick_run_resu
     assert quick_run_result["champion_version"] == versions[0]["version"]
 
 
+def test_evaluation_figures_and_the_card_read_back_through_the_servers_rest_api(stack, quick_run_result):
+    """What issue 16 logs, as a client of the MLflow server sees it (no local store involved)."""
+    run = api.mlflow_runs(stack.mlflow_url, f"tags.prefect_flow_run_id = '{quick_run_result['id']}'")[0]
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+    assert 0 <= metrics["calibration_ece"] <= 1
+    assert {"explain_completeness_error_median", "explain_randomisation_spearman"} <= set(metrics)
+    run_id = run["info"]["run_id"]
+    listed = api.call(f"{stack.mlflow_url}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=evaluation")
+    listed = listed["files"]
+    assert {"evaluation/evaluation.json", "evaluation/reliability.png"} <= {f["path"] for f in listed}
+    version = api.mlflow_get(stack.mlflow_url, "model-versions/search", filter=f"run_id = '{run_id}'")[
+        "model_versions"
+    ][0]
+    tags = {t["key"]: t["value"] for t in version.get("tags", [])}
+    assert tags["model_card"] == f"runs:/{run_id}/card/README.md"
+    assert version["description"].startswith("---\nlibrary_name: pytorch")
+    assert "## Test metrics" in version["description"]
+
+
 def test_nightly_deployment_has_cron_schedule_and_concurrency_limit(stack):
     nightly = api.deployment(stack.prefect_api_url, "nightly-retrain")
     [schedule] = nightly["schedules"]

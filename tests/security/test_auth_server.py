@@ -22,14 +22,18 @@ pytestmark = [
         reason="mlflow[auth] is not installed (Flask-WTF missing): pip install 'mlflow[auth]'",
     ),
 ]
-ADMIN, DEFAULT_PASSWORD = "admin", "password1234"  # MLflow's default admin (change it on a real server)
+# MLflow 3.17 ships no default admin password: the server creates the admin from this variable
+ADMIN, DEFAULT_PASSWORD = "admin", "test-only-admin-password-1234"
 
 
 @pytest.fixture
 def auth_server(tmp_path):
     port = free_port()
-    env = {**os.environ, "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret", "MLFLOW_AUTH_CONFIG_PATH": ""}
-    env.pop("MLFLOW_AUTH_CONFIG_PATH")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_AUTH_CONFIG_PATH"}
+    env |= {
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": DEFAULT_PASSWORD,
+    }
     cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1",
            "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
            "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"]  # fmt: skip
@@ -38,6 +42,8 @@ def auth_server(tmp_path):
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"the MLflow basic-auth server exited with {proc.returncode}")
             try:
                 urllib.request.urlopen(f"{url}/health", timeout=2)
                 break

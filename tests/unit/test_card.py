@@ -55,3 +55,16 @@ def test_write_card_writes_both_files(tmp_path):
     assert data["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.96
     assert data["metrics"]["accuracy"]["low"] == 0.93
     assert md.read_text().startswith("---\nlibrary_name: pytorch")
+
+
+def test_a_tables_card_ranks_its_columns():
+    importance = {
+        "ranked": ["income", "city"],
+        "attribution": {"income": 0.8, "city": 0.1},
+        "permutation_accuracy_drop": {"income": 0.125, "city": 0.0},
+        "permutation_repeats": 5,
+    }
+    md = card_markdown(facts(explanations={"checks": [], "column_importance": importance}))
+    table = md.split("Column importance (5 permutations each):")[1]
+    assert table.index("| income | 12.50 | 0.8 |") < table.index("| city | 0.00 | 0.1 |")
+    assert "column_importance" not in md.split("Column importance")[0]  # not dumped as JSON too

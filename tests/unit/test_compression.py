@@ -181,6 +181,19 @@ def test_budget_rule_by_latency_and_when_nothing_fits():
     assert "missed the budget" in none.summary()
 
 
+def test_budget_rule_selects_on_validation_accuracy_not_test():
+    # small_bad keeps its test accuracy but loses 3 points on validation; mid_ok the other way round
+    rows = [
+        _row("float", 0.950, 1000, 10.0),
+        _row("small_bad", 0.950, 100, 2.0),
+        _row("mid_ok", 0.920, 300, 4.0),
+    ]
+    rows[0].val_accuracy, rows[1].val_accuracy, rows[2].val_accuracy = 0.96, 0.93, 0.955
+    selection = select_variant(rows, budget_points=1.0, select_by="size")
+    assert selection.chosen == "mid_ok"
+    assert "missed the budget: validation accuracy drop 3.00 > 1.00" in selection.reasons["small_bad"]
+
+
 def test_distillation_loss_with_alpha_zero_is_cross_entropy(teacher, splits):
     x, y = splits["val"][0][:32], splits["val"][1][:32]
     logits = torch.randn(32, 10)
