@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--sat-seconds", type=float, default=15)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-flips", action="store_true", help="skip phase 1")
     args = parser.parse_args()
     from flows.env import configure
 
@@ -184,12 +185,14 @@ def main() -> None:
     version = alias_target(client, name, CHAMPION)
     body = {"inputs": np.zeros((1, 1, 8, 8)).tolist()}
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MLFLOW_TRACKING_URI":
-           tracking_uri(settings, args.project_dir)}  # fmt: skip
+           tracking_uri(settings, args.project_dir),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}  # fmt: skip
     port = free_port()
     ours = start([sys.executable, "-m", "flows.cli", "serve", "-C", args.project_dir, "--port", str(port)],
                  f"http://127.0.0.1:{port}", env)  # fmt: skip
     try:
-        flip_phase(args, client, name, f"http://127.0.0.1:{port}", body)
+        if not args.no_flips:
+            flip_phase(args, client, name, f"http://127.0.0.1:{port}", body)
         our_rps, our_p99 = saturate(f"http://127.0.0.1:{port}", body, args.clients, args.sat_seconds)
     finally:
         stop(ours)
