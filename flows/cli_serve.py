@@ -6,11 +6,12 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from modelmill.config import Settings
+if TYPE_CHECKING:
+    from modelmill.config import Settings
 
 # the same options as flows.cli's (which imports this module at its end: no import back at the top)
 ProjectOpt = typer.Option(".", "--project-dir", "-C", help="project folder (params.yaml, data/, mlflow/)")
@@ -100,7 +101,7 @@ def app_from_env() -> Any:
     return create_app(follower, os.environ.get(TOKEN_ENV) or None, cfg.max_request_bytes)
 
 
-def rejection_alert(settings: Settings, name: str) -> Callable[[str, str], None]:
+def rejection_alert(settings: "Settings", name: str) -> Callable[[str, str], None]:
     """POST a refused version to ops.alert_webhook_url (when configured), like a failed flow run."""
     url = settings.ops.alert_webhook_url
 
@@ -294,7 +295,7 @@ def predict_command(
     )
 
 
-def _settings(project_dir: str, config: str) -> Settings:
+def _settings(project_dir: str, config: str) -> "Settings":
     from flows.cli import _settings as cli_settings
 
     settings: Settings = cli_settings(project_dir, config)
