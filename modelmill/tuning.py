@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -146,6 +147,9 @@ def open_storage(url: str, cfg: TuneConfig) -> RDBStorage:
         raise TuningError(f"tune.storage: cannot open Optuna storage '{mask_url(url)}' ({reason})") from None
 
 
+_schema_locks_held = threading.local()  # lock files this thread holds
+
+
 @contextmanager
 def schema_lock(url: str) -> Iterator[None]:
     """Hold an exclusive lock beside a sqlite database (no-op for servers): concurrent schema
@@ -154,12 +158,18 @@ def schema_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = Path(url[len("sqlite:///") :]).with_suffix(".lock")
+    held: set[str] = _schema_locks_held.__dict__.setdefault("paths", set())
+    if str(lock) in held:  # re-entrant in this thread (flock on a second descriptor would wait on itself)
+        yield
+        return
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        held.add(str(lock))
         try:
             yield
         finally:
+            held.discard(str(lock))
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 

@@ -44,6 +44,79 @@ def tracking_uri(settings: Settings, project_dir: str | Path) -> str:
 _connections: dict[tuple[str, str], tuple] = {}  # (tracking URI, experiment) -> (client, experiment id)
 
 
+def sqlite_schema_revision(path: Path) -> str | None:
+    """The alembic revision a sqlite MLflow store records (None: no store, or not stamped)."""
+    import sqlite3
+
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError:
+            return None
+    return row[0] if row else None
+
+
+def mlflow_schema_head() -> str:
+    """The newest schema revision of the installed MLflow (its alembic migrations folder)."""
+    from alembic.script import ScriptDirectory
+
+    import mlflow
+
+    folder = Path(mlflow.__file__).parent / "store" / "db_migrations"  # no public API names it
+    return str(ScriptDirectory(str(folder)).get_current_head())
+
+
+def ensure_sqlite_store(uri: str) -> None:
+    """Create or migrate a sqlite MLflow store on a copy, then rename it into place.
+
+    MLflow creates and migrates the schema in place, and its migrations are not transactional
+    (mlflow.store.db.utils._upgrade_db says so): a process killed in the middle leaves a store
+    every later open fails on ("table ... already exists"), found by the fault-injection test.
+    Here a kill leaves the old file (or none) and a temp file beside it. Servers: MLflow's own."""
+    from modelmill.atomic import atomic_path
+    from modelmill.tuning import schema_lock
+
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return
+    path = Path(uri[len("sqlite:///") :])
+    head = mlflow_schema_head()
+    if sqlite_schema_revision(path) == head:
+        return
+    with schema_lock(uri):  # one creator or migrator of this file at a time
+        if sqlite_schema_revision(path) == head:
+            return
+        with atomic_path(path) as copy:
+            if path.exists():
+                _sqlite_copy(path, copy)
+            _open_store(f"sqlite:///{copy}")
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    import sqlite3
+
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):  # noqa: E501
+        src.backup(dst)  # a consistent snapshot, the WAL's pages included
+
+
+def _open_store(uri: str) -> None:
+    """Opening a store creates or upgrades its schema (tracking and registry tables alike)."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri, registry_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    except MlflowException as exc:
+        raise MlflowException(f"{uri}: cannot create or migrate the MLflow schema: {exc}") from exc
+
+
 def connect(settings: Settings, project_dir: str | Path):
     """Point MLflow at the store and return (client, experiment_id), creating the experiment."""
     import mlflow
@@ -63,6 +136,7 @@ def connect(settings: Settings, project_dir: str | Path):
     key = (uri, settings.tracking.experiment)
     if key in _connections:  # every task attaches to the run: one client and lookup per process
         return _connections[key]
+    ensure_sqlite_store(uri)
     client = MlflowClient(uri, registry_uri=uri)
     experiment = client.get_experiment_by_name(settings.tracking.experiment)
     if experiment is not None:

@@ -62,8 +62,12 @@ def with_children_gone(pgid: int) -> None:
 def state(project: Path) -> dict:
     """What must converge: data/ bytes, data version, champion sanity, registry and run hygiene."""
     from mlflow import MlflowClient
+    from modelmill.tuning import schema_lock
 
     uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
+    if (project / "mlflow" / "mlflow.db").exists():
+        with schema_lock(uri):  # as modelmill opens it: one schema migration of a sqlite file at a time
+            MlflowClient(uri, registry_uri=uri).search_registered_models(max_results=1)
     client = MlflowClient(uri, registry_uri=uri)
     out = {
         "data": tree_digest(project / "data"),
