@@ -11,6 +11,7 @@ next run finishes a pending one whose expected champion is still in place.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from modelmill.audit import replayed_aliases
 from modelmill.errors import RegistryConflict
@@ -44,14 +45,14 @@ def version_of_run(client, name: str, run_id: str):
 
 
 def move_alias(
-    client,
+    client: Any,
     name: str,
     alias: str,
     to_version: str,
     expected_from: str | None,
     reason: str,
     actor: str,
-    gate: dict | None = None,
+    gate: dict[str, Any] | None = None,
     data_version: str = "",
 ) -> str | None:
     """Point name@alias at to_version if it still points at expected_from (None: unset), and
@@ -82,7 +83,14 @@ def move_alias(
 
 
 def _record_if_missing(
-    client, name: str, alias: str, version: str, reason: str, actor: str, gate: dict | None, data_version: str
+    client: Any,
+    name: str,
+    alias: str,
+    version: str,
+    reason: str,
+    actor: str,
+    gate: dict[str, Any] | None,
+    data_version: str,
 ) -> None:
     """A kill between the alias move and its record: the history's last word on the alias is not
     this version, and the alias move was ours (its `<alias>_since` tag names this actor)."""
@@ -97,13 +105,13 @@ def _record_if_missing(
 
 
 def promote(
-    client,
+    client: Any,
     name: str,
     version: str,
     expected_from: str | None,
     reason: str,
     actor: str,
-    gate: dict | None = None,
+    gate: dict[str, Any] | None = None,
     data_version: str = "",
 ) -> None:
     """Move champion to version (compare-and-set, recorded) and mark its promotion done."""

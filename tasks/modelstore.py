@@ -97,7 +97,7 @@ def manifest_tags(manifest: Manifest) -> dict[str, str]:
 
 
 def load_verified(
-    client, name: str, version: str, limits: Limits = Limits(), into: Path | None = None
+    client: Any, name: str, version: str, limits: Limits = Limits(), into: Path | None = None
 ) -> LoadedModel:
     """Download, verify and build `name` version `version`; UnsafeModelError names the version and
     the file when anything is off. Nothing from the artifact is imported or unpickled. `into`: an
