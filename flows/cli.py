@@ -267,9 +267,12 @@ def data_import(
     path: Path = typer.Argument(
         ..., help="a CSV/Parquet file, or a folder with one subfolder of images per class"
     ),
-    target: str | None = typer.Option(None, help="tabular: the label column (default: 'target')"),
+    target: str | None = typer.Option(None, help="tabular, text: the label column (default: 'target')"),
+    text: str | None = typer.Option(
+        None, "--text", help="text: the column of texts (makes it the text kind)"
+    ),
     id_column: str | None = typer.Option(None, "--id", help="tabular: the id column (default: row numbers)"),
-    kind: str | None = typer.Option(None, help="image | tabular (default: from PATH)"),
+    kind: str | None = typer.Option(None, help="image | tabular | text (default: from PATH and --text)"),
     name: str | None = typer.Option(None, help="dataset name in dataset.json (default: PATH's stem)"),
     size: str | None = typer.Option(None, help="image: HEIGHTxWIDTH to resize to (default: data.image_size)"),
     project_dir: str = ProjectOpt,
@@ -281,6 +284,7 @@ def data_import(
     Examples:
       tabular: modelmill data import customers.csv --target churned --id customer_id
                modelmill data import events.parquet --target label
+      text:    modelmill data import tickets.csv --text body --target queue --id ticket_id
       image:   modelmill data import photos/ --size 64x64   (photos/cat/*.jpg, photos/dog/*.png, ...)
 
     Columns are inferred and recorded in data/dataset.json (numeric: range; categorical:
@@ -305,6 +309,7 @@ def data_import(
                 id_column=id_column,
                 name=name,
                 image_size=settings.data.image_size,
+                text=text,
             )
             version = version_data(project_dir, settings, f"data import {path.name}")
             with disable_run_logger():

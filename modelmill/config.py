@@ -70,6 +70,10 @@ class ValidationConfig(_Section):
     max_null_fraction: float = Field(
         0.5, ge=0, le=1, description="tabular: largest share of missing values in a feature column"
     )
+    max_text_chars: int = Field(5000, ge=1, description="text: longest text accepted, in characters")
+    max_duplicate_fraction: float = Field(
+        0.0, ge=0, le=1, description="text: largest share of rows whose text another row repeats"
+    )
 
 
 class SplitConfig(_Section):
@@ -92,14 +96,33 @@ class DenseConfig(_Section):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class TextModelConfig(_Section):
+    """The text kind's model: the packaged all-MiniLM-L6-v2 encoder + a classification head."""
+
+    mode: Literal["frozen", "finetune"] = Field(
+        "finetune",
+        description="frozen: embeddings computed once per data version (cached), only the head trains; "
+        "finetune: every layer trains",
+    )
+    head_hidden: int = Field(0, ge=0, description="units of the head's hidden layer (0: a linear head)")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    encoder_learning_rate: float = Field(5e-5, gt=0, description="finetune: the encoder's peak rate")
+    head_learning_rate: float = Field(1e-3, gt=0, description="the head's (peak) rate, in both modes")
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="finetune: share of steps warming up")
+    finetune_epochs: int = Field(2, ge=1, description="finetune: epochs (train.epochs: the frozen head's)")
+    embedding_batch_size: int = Field(128, ge=1, description="texts per encoder forward when embedding")
+
+
 class ModelConfig(_Section):
-    """Model per data kind: the top-level keys are the image kind's ConvNet; `tabular:` the dense net."""
+    """Model per data kind: the top-level keys are the image kind's ConvNet; `tabular:` the dense net;
+    `text:` the text kind's encoder and head."""
 
     width: int = Field(32, ge=1, description="channels of the first conv block; doubled per block")
     depth: int = Field(2, ge=1, le=4, description="number of conv blocks")
     hidden: int = Field(128, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     tabular: DenseConfig = DenseConfig()
+    text: TextModelConfig = TextModelConfig()
 
 
 class TrainConfig(_Section):

@@ -26,7 +26,7 @@ class ConvNet(nn.Module):
             "image_shape": list(image_shape),
             "num_classes": num_classes,
             "channels": channels,
-            "config": cfg.model_dump(mode="json", exclude={"tabular"}),
+            "config": cfg.model_dump(mode="json", exclude={"tabular", "text"}),
         }
         layers: list[nn.Module] = []
         (h, w) = image_shape
@@ -106,8 +106,14 @@ def _dense(spec: Spec) -> nn.Module:
     )
 
 
+def _text(spec: Spec) -> nn.Module:
+    from modelmill.encoder import build_text
+
+    return build_text(spec)
+
+
 # family name -> builder from a spec; a new model family is one more entry
-FAMILIES: dict[str, Callable[[Spec], nn.Module]] = {"convnet": _convnet, "dense": _dense}
+FAMILIES: dict[str, Callable[[Spec], nn.Module]] = {"convnet": _convnet, "dense": _dense, "text": _text}
 
 
 def build_from_spec(spec: Spec) -> nn.Module:

@@ -34,6 +34,7 @@ from modelmill.errors import ConfigError, TuningError
 from modelmill.kinds import default_model, kind_of
 from modelmill.secrets import mask_url, redact
 from modelmill.split import split_frame
+from modelmill.text_training import train_text
 from modelmill.training import EpochMetrics, train
 
 # An Optuna study callback, run in the worker after each trial: (study, frozen_trial) -> None.
@@ -41,6 +42,8 @@ from modelmill.training import EpochMetrics, train
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 HISTORY_ATTR = "history"  # user attribute: per-epoch metrics of the trial, for trackers
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+EMBEDDINGS_DIR = Path(".modelmill", "cache", "embeddings")  # the text kind's frozen embeddings
 
 
 @dataclass
@@ -291,9 +294,13 @@ class Objective:
                 os._exit(1)
 
         try:
-            result = train(
-                model, self.splits["train"], self.splits["val"], trial_settings.train, on_epoch=on_epoch
-            )
+            if schema.kind == "text":  # frozen: the embeddings cached once, shared by every trial
+                text, data = trial_settings.model.text, (self.splits["train"], self.splits["val"])
+                result = train_text(model, *data, trial_settings.train, text, EMBEDDINGS_DIR, on_epoch)
+            else:
+                result = train(
+                    model, self.splits["train"], self.splits["val"], trial_settings.train, on_epoch=on_epoch
+                )
         finally:  # complete, pruned or failed: one write (per epoch, it grew with every epoch)
             trial.set_user_attr(HISTORY_ATTR, history)
         trial.set_user_attr("best_epoch", result.best_epoch)

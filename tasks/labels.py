@@ -150,6 +150,7 @@ def report_dict(report: ImportReport, before: str, after: str) -> dict:
 
 
 TABLE_FIELD = "row"  # task data key of a tabular item's {column: value} table
+TEXT_FIELD = "text"  # task data key of a text item's text
 
 
 def export_uncertain_tasks(
@@ -192,11 +193,14 @@ def export_uncertain_tasks(
         config = write_labeling_config(out_dir / "labeling_config.xml", schema.classes, cfg)
     else:  # the kind's view of the item (tabular: a <Table> of the row)
         kind = kind_of(schema)
-        data = kind.task_data(dataset.items.iloc[chosen["row"]], schema, TABLE_FIELD, cfg.item_id_field)
+        value_field = TEXT_FIELD if schema.kind == "text" else TABLE_FIELD
+        if schema.kind == "text" and cfg.to_name == "image":  # the default name, for a <Text> tag
+            cfg = cfg.model_copy(update={"to_name": TEXT_FIELD})
+        data = kind.task_data(dataset.items.iloc[chosen["row"]], schema, value_field, cfg.item_id_field)
         tasks = build_tasks(chosen, dataset.items, proba, schema, cfg, f"{name}/{champion.version}", data)
         config = out_dir / "labeling_config.xml"
         out_dir.mkdir(parents=True, exist_ok=True)
-        xml = kind.labeling_config(schema.classes, cfg.from_name, cfg.to_name, TABLE_FIELD)
+        xml = kind.labeling_config(schema.classes, cfg.from_name, cfg.to_name, value_field)
         atomic_write_bytes(config, xml.encode())
     return {
         "tasks": str(write_tasks(out_dir / "tasks.json", tasks)),

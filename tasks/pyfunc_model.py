@@ -22,12 +22,14 @@ class SafeModel:
     def __init__(self, loaded: modelfile.LoadedModel):
         self.loaded = loaded
         self.input_shape = list(loaded.meta.get("input", {}).get("shape", [-1]))[1:]
+        # token ids (the text kind) stay integers; every other input is float32
+        self.input_dtype = np.int64 if loaded.meta.get("input", {}).get("dtype") == "int64" else np.float32
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> np.ndarray:
         """Logits for a batch shaped like the input example, or rows of its flattened values."""
         import torch
 
-        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        x = torch.as_tensor(np.asarray(model_input, dtype=self.input_dtype))
         if self.input_shape:
             x = x.reshape(-1, *self.input_shape)
         with torch.inference_mode():

@@ -7,14 +7,22 @@ from pathlib import Path
 from prefect import get_run_logger
 
 from modelmill.augment import augmenter_for, spec_hash, spec_json
+from modelmill.config import Settings
 from modelmill.kinds import default_model
 from modelmill.models import count_parameters
+from modelmill.text_training import train_text
 from modelmill.training import EpochMetrics, seed_everything, train, weights_digest
 from tasks import progress
 from tasks.checkpoint import save_checkpoint
 from tasks.context import RunContext
 from tasks.progress import stage
 from tasks.split import SplitRef
+
+EMBEDDINGS_DIR = Path(".modelmill", "cache", "embeddings")  # frozen text encoder: by content hash
+
+
+def _finetuning(kind: str, cfg: Settings) -> bool:
+    return kind == "text" and cfg.model.text.mode == "finetune"
 
 
 @stage("train")
@@ -29,7 +37,8 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     if augment is not None:
         tracker.log_text(spec_json(cfg.augment, schema.kind), "augmentation.json")
         tracker.log_params({"augment.hash": spec_hash(cfg.augment, schema.kind)})
-    bar = progress.bar("train", total=cfg.train.epochs, unit="epoch")
+    epochs = cfg.model.text.finetune_epochs if _finetuning(schema.kind, cfg) else cfg.train.epochs
+    bar = progress.bar("train", total=epochs, unit="epoch")
 
     def on_epoch(m: EpochMetrics) -> None:
         tracker.log_metrics(
@@ -45,14 +54,20 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
         )
         logger.info(
             "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f  (%.1fs)",
-            m.epoch, cfg.train.epochs, m.train_loss, m.val_loss, m.val_accuracy, m.seconds,
+            m.epoch, epochs, m.train_loss, m.val_loss, m.val_accuracy, m.seconds,
         )  # fmt: skip
         bar.advance(f"val_loss {m.val_loss:.4f}  val_acc {m.val_accuracy:.4f}")
 
     with tracker.system_metrics(), bar:
-        result = train(
-            model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch, augment=augment
-        )
+        if schema.kind == "text":  # the encoder: frozen (cached embeddings, the head trains) or fine-tuned
+            cache = Path(ctx.project_dir, EMBEDDINGS_DIR)
+            tracker.log_params({"model.text.mode": cfg.model.text.mode})
+            result = train_text(model, splits.xy("train"), splits.xy("val"), cfg.train, cfg.model.text,
+                                cache_dir=cache, on_epoch=on_epoch)  # fmt: skip
+        else:
+            result = train(
+                model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch, augment=augment
+            )
     tracker.log_metrics(
         {
             "best_epoch": result.best_epoch,
@@ -61,6 +76,8 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             "train_samples_per_second": result.samples_per_second,
         }
     )
+    unit = "texts" if schema.kind == "text" else "samples"
+    logger.info("trained in %.1fs: %.1f %s/s", result.seconds, result.samples_per_second, unit)
     # what reproducibility rests on: the same inputs on the same device and thread count give
     # the same weights (tests/flows/test_reproducible_runs.py)
     tracker.set_tags({"deterministic": result.determinism, "weights_sha256": weights_digest(result.model)})

@@ -1,8 +1,8 @@
 """The versioned dataset: items (features), canonical labels and a schema, in one folder.
 
 Layout of the data folder (what DVC versions):
-    dataset.json     schema: schema_version, kind (image | tabular), name, classes, the kind's fields
-    items.parquet    item_id + the kind's feature columns (px0..pxN; a table's columns), one row per item
+    dataset.json     schema: schema_version, kind (image | tabular | text), name, classes, the kind's fields
+    items.parquet    item_id + the kind's feature columns (px0..pxN; columns; the text), one row per item
     labels.parquet   item_id, label (class name), source (where the label came from)
 """
 
@@ -37,6 +37,8 @@ SOURCES = {
     "fashion_mnist": "modelmill.data.fashion_mnist",
     "breast_cancer": "modelmill.data.breast_cancer",
     "penguins": "modelmill.data.penguins",
+    "rotten_tomatoes": "modelmill.data.rotten_tomatoes",
+    "rotten_tomatoes_full": "modelmill.data.rotten_tomatoes_full",
 }
 
 

@@ -62,12 +62,15 @@ def import_data(
     id_column: str | None = None,
     name: str | None = None,
     image_size: tuple[int, int] = (32, 32),
+    text: str | None = None,
 ) -> ImportResult:
     """Import `path` as the dataset in data_dir (replacing its schema, items and labels)."""
     path, data_dir = Path(path), Path(data_dir)
     if not path.exists():
         raise DataImportError(path, "no such file or folder")
     found = detect_kind(path)
+    if text is not None and found == "tabular":  # a table with a text column: the text kind
+        found = "text"
     if kind is not None and kind != found:
         raise DataImportError(path, f"--kind {kind} does not fit: this looks like {found} data")
     name = name or path.stem.replace(" ", "_")
@@ -76,6 +79,8 @@ def import_data(
     try:
         if found == "image":
             result = _import_images(path, staging, name, image_size)
+        elif found == "text":
+            result = _import_text_table(path, staging, name, text or "text", target or "target", id_column)
         else:
             result = _import_table(path, staging, name, target or "target", id_column)
         _install(staging, data_dir)
@@ -286,6 +291,16 @@ def _ids(path: Path, batch: pa.RecordBatch, id_column: str | None, offset: int, 
             raise DataImportError(path, f"duplicate id {value!r}", row=offset + i + 1, column=id_column)
         seen.add(value)
     return ids
+
+
+def _import_text_table(
+    path: Path, staging: Path, name: str, text: str, target: str, id_column: str | None
+) -> ImportResult:
+    from modelmill.data.text_import import import_texts
+
+    dataset, columns = import_texts(path, staging, name, text, target, id_column)
+    classes = dataset.schema.classes
+    return ImportResult("text", name, len(dataset.items), len(dataset.labels), classes, columns)
 
 
 # --- image folders ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from modelmill.evaluation.calibration import (
     predict_logits,
     save_temperature,
 )
-from modelmill.evaluation.explanations import ExplanationReport, explain, plot_attributions
+from modelmill.evaluation.explanations import KIND_BASELINES, ExplanationReport, explain, plot_attributions
 from modelmill.evaluation.importance import ColumnImportance, column_importance, plot_importance
 from modelmill.evaluation.intervals import Interval, bootstrap_intervals
 from modelmill.evaluation.robustness import KIND_BOUNDS, RobustnessReport, evaluate_robustness
@@ -97,11 +97,11 @@ def run_suite(
     result = SuiteResult(pred, intervals, {})
     _calibrate(result, model, logits, val, test[1], cfg, out)
     seconds["calibration"] = time.perf_counter() - tick - sum(seconds.values())
-    if cfg.robustness.enabled:
+    if cfg.robustness.enabled and kind in KIND_BOUNDS:  # attacks need continuous inputs (not token ids)
         bounds = KIND_BOUNDS[kind](reference_x)
         result.robustness = evaluate_robustness(model, *test, cfg.robustness, bounds)
         seconds["robustness"] = time.perf_counter() - tick - sum(seconds.values())
-    if cfg.explanations.enabled:
+    if cfg.explanations.enabled and kind in KIND_BASELINES:
         result.explanations = explain(model, *test, cfg.explanations, kind=kind)
         if kind == "image":
             grid = plot_attributions(result.explanations, test[0], str(out / "attributions.png"))

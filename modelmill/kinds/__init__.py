@@ -13,7 +13,11 @@ from modelmill.kinds.base import Preprocessor, Schema
 from modelmill.kinds.columns import SCHEMA_VERSION
 
 # kind name (dataset.json's "kind") -> core module
-KINDS = {"image": "modelmill.kinds.image", "tabular": "modelmill.kinds.tabular"}
+KINDS = {
+    "image": "modelmill.kinds.image",
+    "tabular": "modelmill.kinds.tabular",
+    "text": "modelmill.kinds.text",
+}
 
 __all__ = [
     "KINDS", "Preprocessor", "Schema", "default_model", "kind_module", "kind_of", "preprocessor_from_state",
@@ -65,4 +69,7 @@ def default_model(schema: Schema, model_cfg: Any, preprocessor: Preprocessor) ->
     """The kind's default model for this schema, `model:` config and fitted preprocessor."""
     from modelmill.models import build_from_spec
 
-    return build_from_spec(kind_of(schema).default_model_spec(schema, model_cfg, preprocessor))
+    module = kind_of(schema)
+    model = build_from_spec(module.default_model_spec(schema, model_cfg, preprocessor))
+    initialise = getattr(module, "initialise", None)  # a pretrained part (text: the encoder's weights)
+    return initialise(model) if initialise is not None else model

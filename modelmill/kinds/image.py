@@ -157,7 +157,7 @@ def default_model_spec(
         "image_shape": list(schema.image_shape),
         "num_classes": len(schema.classes),
         "channels": schema.channels,
-        "config": model.model_dump(mode="json", exclude={"tabular"}),
+        "config": model.model_dump(mode="json", exclude={"tabular", "text"}),
     }
 
 
