@@ -29,6 +29,7 @@ class Scorer:
     preprocessor: Preprocessor | None
     schema: Schema | None
     max_batch: int = 10_000
+    input_dtype: str = "float32"  # int64: token ids (the text kind)
 
     @property
     def width(self) -> int:
@@ -40,7 +41,7 @@ class Scorer:
         return out
 
     def model_input(self, payload: Any) -> np.ndarray:
-        """An MLflow scoring-protocol body -> float32 rows of the signature's shape."""
+        """An MLflow scoring-protocol body -> rows of the signature's shape and dtype."""
         field, value = protocol_field(payload)
         if field == "dataframe_split":
             rows = dataframe_split_rows(value, self.width)
@@ -51,7 +52,7 @@ class Scorer:
         return self.checked(rows, field)
 
     def checked(self, rows: list[Any] | np.ndarray, field: str) -> np.ndarray:
-        """Rows as a (n, *input_shape) float32 array; a PredictionInputError names the field and row."""
+        """Rows as a (n, *input_shape) array of the input dtype; PredictionInputError names the field/row."""
         if not isinstance(rows, (list, np.ndarray)) or not len(rows):
             raise PredictionInputError(f"{field}: expected a non-empty list of inputs")
         if len(rows) > self.max_batch:
@@ -62,9 +63,13 @@ class Scorer:
             x = np.asarray(rows, dtype=np.float32)
         except (ValueError, TypeError):
             x = None
+        if x is not None and self.input_dtype == "int64":
+            if x.size == len(rows) * self.width and not (np.isfinite(x).all() and (x == np.round(x)).all()):
+                raise PredictionInputError(f"{field}: token ids must be integers")
+            x = x.astype(np.int64)
         if x is None or x.ndim < 1 or x.size != len(rows) * self.width:
             raise PredictionInputError(_first_bad_row(rows, field, self.width, self.input_shape))
-        if not np.isfinite(x).all():
+        if x.dtype == np.float32 and not np.isfinite(x).all():
             row = int(np.argwhere(~np.isfinite(x.reshape(len(rows), -1)))[0][0])
             raise PredictionInputError(f"{field}[{row}]: a value is not a finite number")
         return np.ascontiguousarray(x.reshape(len(rows), *self.input_shape))
@@ -80,7 +85,7 @@ class Scorer:
                 f"inputs: {len(inputs)} inputs, more than the limit of {self.max_batch}"
             )
         frame = kind_module(self.kind).parse_raw(inputs, self.schema)
-        x = self.preprocessor.transform(frame).numpy().astype(np.float32, copy=False)
+        x = self.preprocessor.transform(frame).numpy()
         return self.checked(x.reshape(len(inputs), -1), "inputs")
 
     def answers(self, logits: np.ndarray) -> list[dict[str, Any]]:
@@ -104,7 +109,8 @@ def scorer_of(loaded: LoadedModel, max_batch: int = 10_000) -> Scorer:
     state = meta.get("preprocessing")
     preprocessor = preprocessor_from_state(state) if isinstance(state, dict) else None
     schema = schema_of(meta, kind, loaded.classes)
-    return Scorer(loaded.module, tuple(loaded.classes), kind, shape, preprocessor, schema, max_batch)
+    dtype = "int64" if (meta.get("input") or {}).get("dtype") == "int64" else "float32"
+    return Scorer(loaded.module, tuple(loaded.classes), kind, shape, preprocessor, schema, max_batch, dtype)
 
 
 def schema_of(meta: dict[str, Any], kind: str, classes: list[str]) -> Schema | None:
@@ -187,7 +193,7 @@ def probabilities(logits: np.ndarray) -> np.ndarray:
 def smoke_check(scorer: Scorer, example: np.ndarray, expected: np.ndarray | None, where: str) -> None:
     """The stored input example must give the stored outputs (or, with none stored, finite logits
     of one column per class); ServingError names the version and what differed."""
-    logits = scorer.logits(np.ascontiguousarray(example, dtype=np.float32))
+    logits = scorer.logits(np.ascontiguousarray(example, dtype=scorer.input_dtype))
     if logits.shape != (len(example), len(scorer.classes)) or not np.isfinite(logits).all():
         raise ServingError(f"{where}: smoke check: the input example gives logits of shape {logits.shape}")
     if expected is None:
