@@ -529,6 +529,9 @@ def _settings(project_dir: str, config: str, overrides: dict | None = None):
         fail(str(exc))
 
 
+__import__("flows.cli_serve").cli_serve.register(app)  # serve, predict, registry, promote, rollback, lineage
+
+
 def main() -> None:
     from flows.console import quiet_environment, verbose_requested
     from flows.env import project_dir_from_argv

@@ -112,3 +112,19 @@ class DriftParams(ProjectParams):
         "workspace", description="as reference, or a CSV / Parquet / folder of inputs (e.g. predictions)"
     )
     fail_on_drift: bool = Field(False, description="fail the flow run when drift is detected")
+
+
+class PromoteParams(ProjectParams):
+    """Flow parameters: which version becomes the champion, and why (recorded in the audit history)."""
+
+    model: str | None = Field(None, description="registered model name (default: registry.model_name)")
+    version: str = Field(..., description="the model version to promote to champion")
+    reason: str = Field("manual promotion", description="why (kept in the audit record)")
+
+
+class RollbackParams(ProjectParams):
+    """Flow parameters: roll the champion back (to the previous one, or to a given version)."""
+
+    model: str | None = Field(None, description="registered model name (default: registry.model_name)")
+    to: str | None = Field(None, description="version to roll back to (default: the previous champion)")
+    reason: str = Field("rollback", description="why (kept in the audit record)")

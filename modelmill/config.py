@@ -486,6 +486,15 @@ class AugmentConfig(_Section):
     text: TextAugment = TextAugment()
 
 
+class ServeConfig(_Section):
+    """`modelmill serve`: how often the champion alias is polled and what a request may be."""
+
+    poll_seconds: float = Field(2.0, gt=0, description="seconds between polls of the champion alias")
+    max_request_bytes: int = Field(8 * 1024**2, ge=1024, description="largest request body accepted")
+    max_batch: int = Field(10_000, ge=1, description="most rows (inputs) in one request")
+    cache_dir: str = Field(".modelmill/serve", description="immutable per-version model folders")
+
+
 class Settings(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -502,6 +511,7 @@ class Settings(_Section):
     ops: OpsConfig = OpsConfig()
     drift: DriftConfig = DriftConfig()
     augment: AugmentConfig = AugmentConfig()
+    serve: ServeConfig = ServeConfig()
 
     def flat(self) -> dict[str, Any]:
         """The resolved configuration as dotted keys, secrets masked (for MLflow params)."""

@@ -94,3 +94,11 @@ class DriftDetected(ModelmillError):
 
 class AugmentationError(ModelmillError):
     """An augmentation spec is invalid for the data it is applied to (names the key)."""
+
+
+class ServingError(ModelmillError):
+    """A model version cannot be served: it failed its warm-up or smoke check (names the version)."""
+
+
+class AuditChainError(ModelmillError):
+    """The audit history of a model is broken or disagrees with the registry (names the record)."""

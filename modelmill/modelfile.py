@@ -306,9 +306,10 @@ def save(
     kind: str = "image",
     preprocessing: dict[str, Any] | None = None,
     extra_files: dict[str, bytes] | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> Manifest:
-    """A float modelmill model as a model folder: its spec, classes, kind, preprocessing state
-    (JSON) and the input's shape/dtype beside the weights."""
+    """A float modelmill model as a model folder: its spec, classes, kind, preprocessing state,
+    dataset schema (JSON: what raw inputs are parsed against) and the input's shape/dtype."""
     meta = {
         "spec": spec_of(model),
         "kind": kind,
@@ -318,6 +319,8 @@ def save(
         "output": "logits",
         "recipe": None,
     }
+    if schema is not None:
+        meta["schema"] = schema
     return write(folder, model.state_dict(), meta, extra_files)
 
 

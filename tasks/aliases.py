@@ -1,6 +1,6 @@
 """Registry aliases, moved one way only: compare-and-set, idempotent per MLflow run, resumable.
 
-Every alias move goes through `move_alias` (it holds the place for the audit record). The
+Every alias move goes through `move_alias`, which appends it to the hash-chained audit history. The
 check-then-set is safe because every modelmill writer of an alias holds the project lock
 (tasks/writers.py); a move made outside modelmill (the MLflow UI) shows up as a conflict.
 A promotion is two steps recorded on the version: tag `promotion=pending` (with the champion
@@ -11,8 +11,11 @@ next run finishes a pending one whose expected champion is still in place.
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from modelmill.audit import replayed_aliases
 from modelmill.errors import RegistryConflict
+from tasks import audit
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 PROMOTION, PROMOTION_FROM = "promotion", "promotion_from"
@@ -42,15 +45,26 @@ def version_of_run(client, name: str, run_id: str):
 
 
 def move_alias(
-    client, name: str, alias: str, to_version: str, expected_from: str | None, reason: str, actor: str
+    client: Any,
+    name: str,
+    alias: str,
+    to_version: str,
+    expected_from: str | None,
+    reason: str,
+    actor: str,
+    gate: dict[str, Any] | None = None,
+    data_version: str = "",
 ) -> str | None:
-    """Point name@alias at to_version if it still points at expected_from (None: unset).
+    """Point name@alias at to_version if it still points at expected_from (None: unset), and
+    append the move to the model's audit history (tasks.audit).
 
-    Idempotent (already there: nothing to do); raises RegistryConflict when the alias moved
-    elsewhere meanwhile. Returns the version it pointed at before.
+    Idempotent (already there: nothing to do, but a move whose record a kill lost is recorded);
+    raises RegistryConflict when the alias moved elsewhere meanwhile. Returns the version it
+    pointed at before.
     """
     current = alias_target(client, name, alias)
     if current == str(to_version):
+        _record_if_missing(client, name, alias, str(to_version), reason, actor, gate, data_version)
         return current
     if current != expected_from:
         raise RegistryConflict(
@@ -61,12 +75,47 @@ def move_alias(
     client.set_model_version_tag(
         name, str(to_version), f"{alias}_since", f"{time.time():.0f} {actor}: {reason}"[:5000]
     )
+    audit.append(
+        client, name, actor=actor, alias=alias, from_version=current, to_version=str(to_version),
+        reason=reason, gate=gate or {}, data_version=data_version,
+    )  # fmt: skip
     return current
 
 
-def promote(client, name: str, version: str, expected_from: str | None, reason: str, actor: str) -> None:
-    """Move champion to version (compare-and-set) and mark its promotion done."""
-    move_alias(client, name, CHAMPION, version, expected_from, reason, actor)
+def _record_if_missing(
+    client: Any,
+    name: str,
+    alias: str,
+    version: str,
+    reason: str,
+    actor: str,
+    gate: dict[str, Any] | None,
+    data_version: str,
+) -> None:
+    """A kill between the alias move and its record: the history's last word on the alias is not
+    this version, and the alias move was ours (its `<alias>_since` tag names this actor)."""
+    replayed = replayed_aliases(audit.history(client, name)).get(alias)
+    since = client.get_model_version(name, version).tags.get(f"{alias}_since", "")
+    if replayed != version and f" {actor}: " in since:
+        audit.append(
+            client, name, actor=actor, alias=alias, from_version=replayed, to_version=version,
+            reason=f"{reason} (recorded after an interrupted move)", gate=gate or {},
+            data_version=data_version,
+        )  # fmt: skip
+
+
+def promote(
+    client: Any,
+    name: str,
+    version: str,
+    expected_from: str | None,
+    reason: str,
+    actor: str,
+    gate: dict[str, Any] | None = None,
+    data_version: str = "",
+) -> None:
+    """Move champion to version (compare-and-set, recorded) and mark its promotion done."""
+    move_alias(client, name, CHAMPION, version, expected_from, reason, actor, gate, data_version)
     client.set_model_version_tag(name, version, PROMOTION, DONE)
 
 

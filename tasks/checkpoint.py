@@ -29,6 +29,7 @@ def save_checkpoint(
         input_example=torch.zeros_like(example[:1]),
         kind=getattr(schema, "kind", "image"),
         preprocessing=preprocessing,
+        schema=schema.to_dict(),
     )
     return str(folder)
 

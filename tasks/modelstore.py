@@ -5,10 +5,13 @@ the one verified loader every load goes through (champion scoring, compression, 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from modelmill import modelfile
@@ -18,6 +21,8 @@ from modelmill.modelfile import Limits, LoadedModel, Manifest
 LOADER_MODULE = "tasks.pyfunc_model"
 MANIFEST_TAG = "modelmill.manifest"
 SIGNATURE_TAG = "modelmill.manifest_signature"
+# the logits the stored input example gave when the version was logged (the serving smoke check)
+EXAMPLE_OUTPUT_TAG = "modelmill.example_output"
 DATA_DIR = "data/model"
 # files of an MLflow model directory around the model folder: MLmodel, envs, examples
 MODEL_DIR_SUFFIXES = modelfile.MODEL_SUFFIXES | {"", ".yaml", ".txt", ".json"}
@@ -57,7 +62,9 @@ def log_folder(tracker, folder: str | Path, input_example, name: str = "model") 
             pip_requirements=MODEL_PIP_REQUIREMENTS,
         )
     tracker.client.update_run(tracker.run_id, status="RUNNING")  # the flow still owns the run
-    return info.model_uri, manifest_tags(manifest_of_uri(info.model_uri))
+    tags = manifest_tags(manifest_of_uri(info.model_uri))
+    tags[EXAMPLE_OUTPUT_TAG] = json.dumps(np.asarray(output, dtype=np.float64).round(6).tolist())
+    return info.model_uri, tags
 
 
 def log_model(tracker, model, input_example, classes: list[str], work_dir: str | Path, **meta) -> tuple:
@@ -89,16 +96,22 @@ def manifest_tags(manifest: Manifest) -> dict[str, str]:
     return tags
 
 
-def load_verified(client, name: str, version: str, limits: Limits = Limits()) -> LoadedModel:
+def load_verified(
+    client: Any, name: str, version: str, limits: Limits = Limits(), into: Path | None = None
+) -> LoadedModel:
     """Download, verify and build `name` version `version`; UnsafeModelError names the version and
-    the file when anything is off. Nothing from the artifact is imported or unpickled."""
+    the file when anything is off. Nothing from the artifact is imported or unpickled. `into`: an
+    empty folder the verified artifacts stay in (default: a temporary folder, removed)."""
     mv = client.get_model_version(name, str(version))
     where = f"{name} v{version}"
     manifest = Manifest.from_json(mv.tags.get(MANIFEST_TAG), where)
     from tasks.signing import verify
 
     verify(manifest.to_json().encode(), mv.tags.get(SIGNATURE_TAG), where)
-    with tempfile.TemporaryDirectory(prefix="modelmill-load-") as tmp:
+    folder = (
+        contextlib.nullcontext(str(into)) if into else tempfile.TemporaryDirectory(prefix="modelmill-load-")
+    )
+    with folder as tmp:
         # the version's own storage location, through this client: a `models:/m-...` source would
         # be resolved by MLflow on its *global* tracking URI, the wrong store in a process that
         # holds clients for several (a server, a worker, the tests)

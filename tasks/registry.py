@@ -81,9 +81,14 @@ def register(
     else:
         version, model_uri = _create_version(ctx, checkpoint, decision, lineage, splits)
     actor = f"run {ctx.run_id}"
-    move_alias(client, name, CHALLENGER, version, alias_target(client, name, CHALLENGER), "newest", actor)
+    data_version = getattr(lineage, "data_version", "") or ""
+    move_alias(
+        client, name, CHALLENGER, version, alias_target(client, name, CHALLENGER), "newest", actor,
+        data_version=data_version,
+    )  # fmt: skip
     if decision.promote:
-        promote(client, name, version, decision.champion_version, decision.reason, actor)
+        promote(client, name, version, decision.champion_version, decision.reason, actor,
+                gate_figures(decision), data_version)  # fmt: skip
     champion = alias_target(client, name, CHAMPION)
     tracker.set_tags(
         {"registered_model": name, "model_version": version, "promoted": str(decision.promote).lower()}
@@ -95,6 +100,15 @@ def register(
     return Registration(
         name=name, version=version, promoted=decision.promote, champion_version=champion, model_uri=model_uri
     )
+
+
+def gate_figures(decision: GateDecision) -> dict[str, Any]:
+    """What the gate compared, for the audit record."""
+    return {
+        "metric": decision.metric, "challenger": round(decision.challenger, 6),
+        "champion": None if decision.champion is None else round(decision.champion, 6),
+        "champion_version": decision.champion_version, "significant": decision.significant,
+    }  # fmt: skip
 
 
 def _create_version(

@@ -35,6 +35,7 @@ NOT_OUTCOME: dict[str, set[str] | None] = {
     "tune": None,  # a tuned run trains with the tuned values, which are covered
     "data": {"push", "git_commit", "dvc_remote"},
     "compress": {"latency_repeats", "threads"},
+    "serve": None,  # how the champion is served, not how it is trained
     "drift": None,  # the drift check reports on the data; it does not change what is trained
 }
 RETRAINED_TAG = "retrained"  # set on a retrain run whose whole pipeline finished

@@ -232,11 +232,15 @@ def _png(chw: np.ndarray, min_side: int = 112) -> bytes:
 
 
 def parse_raw(inputs: list[Any], schema: ImageSchema) -> pd.DataFrame:
-    """Base64 PNG/JPEG strings (or data URIs) -> a frame of the schema's pixel columns."""
+    """Base64 PNG/JPEG strings (or data URIs), or pixel arrays in the schema's range (C x H x W,
+    H x W or flat) -> a frame of the schema's pixel columns."""
     from modelmill.errors import PredictionInputError
 
     rows = []
     for i, value in enumerate(inputs):
+        if isinstance(value, list):
+            rows.append(pixel_array(value, schema, i))
+            continue
         if not isinstance(value, str):
             raise PredictionInputError(f"input {i}: expected a base64 image, got {type(value).__name__}")
         payload = value.split(",", 1)[1] if value.startswith("data:") else value
@@ -246,6 +250,23 @@ def parse_raw(inputs: list[Any], schema: ImageSchema) -> pd.DataFrame:
             raise PredictionInputError(f"input {i}: not a decodable image ({exc})") from None
     flat = np.stack(rows) if rows else np.empty((0, len(schema.feature_columns)), dtype=np.uint8)
     return pd.DataFrame(flat, columns=schema.feature_columns)
+
+
+def pixel_array(value: list[Any], schema: ImageSchema, i: int) -> np.ndarray:
+    """A nested or flat list of pixel values -> flat channel-major pixels, size and range checked."""
+    from modelmill.errors import PredictionInputError
+
+    width = len(schema.feature_columns)
+    try:
+        flat = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (ValueError, TypeError):
+        raise PredictionInputError(f"input {i}: not an array of pixel values") from None
+    if flat.size != width:
+        raise PredictionInputError(f"input {i}: expected {width} pixel values, got {flat.size}")
+    low, high = schema.pixel_range
+    if not np.isfinite(flat).all() or flat.min() < low or flat.max() > high:
+        raise PredictionInputError(f"input {i}: pixel values outside the range [{low:g}, {high:g}]")
+    return flat
 
 
 def decode_image(data: bytes, schema: ImageSchema) -> np.ndarray:
