@@ -66,6 +66,9 @@ def test_code_version_follows_the_source_files(tmp_path):
     assert _code_version_of(tmp_path) not in (base, edited)
 
 
+ASKED_AT_RUN = {"promote": {"params": {"version": "3"}}}
+
+
 def test_prefect_yaml_deployments_load_as_flows_on_the_stacks_pool():
     """Each entrypoint is a Prefect flow, on the pool `modelmill up` creates, with a valid schedule."""
     from prefect.client.schemas.schedules import CronSchedule
@@ -76,7 +79,9 @@ def test_prefect_yaml_deployments_load_as_flows_on_the_stacks_pool():
         path, _, name = deployment["entrypoint"].partition(":")
         flow = load_flow_from_entrypoint(f"{REPO / path}:{name}")
         assert isinstance(flow, Flow), deployment["name"]
-        flow.validate_parameters(deployment.get("parameters") or {})
+        # a manual deployment may ask for a value when it is run (promote: which version)
+        asked = ASKED_AT_RUN.get(deployment["name"], {})
+        flow.validate_parameters({**(deployment.get("parameters") or {}), **asked})
         assert deployment["work_pool"]["name"] == local_stack.WORK_POOL
         for schedule in deployment.get("schedules") or []:
             CronSchedule(cron=schedule["cron"], timezone="UTC")  # raises on a malformed cron
