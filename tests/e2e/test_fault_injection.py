@@ -34,7 +34,9 @@ pytestmark = pytest.mark.heavy
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING", "DVC_"))}
-    return {**env, "COLUMNS": "120"}
+    # one annotator key for every copy: each project would otherwise make its own (random) key, and
+    # the pseudonyms in annotations.parquet (so the data version) would differ between copies
+    return {**env, "COLUMNS": "120", "MODELMILL_ANNOTATOR_KEY": "a5" * 32}
 
 
 def invoke(project: Path, args: list[str], kill_after: float | None = None) -> tuple[int, float, str]:
