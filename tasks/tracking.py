@@ -117,22 +117,29 @@ def _open_store(uri: str) -> None:
         raise MlflowException(f"{uri}: cannot create or migrate the MLflow schema: {exc}") from exc
 
 
-def connect(settings: Settings, project_dir: str | Path):
-    """Point MLflow at the store and return (client, experiment_id), creating the experiment."""
-    import mlflow
-    from mlflow import MlflowClient
+def point_mlflow_at(uri: str | None) -> None:
+    """MLflow's global tracking and registry URIs (None: unset), without exporting them.
 
-    uri = tracking_uri(settings, project_dir)
+    set_*_uri also export MLFLOW_*_URI: the user's values (or none) are kept, otherwise the next
+    project opened in this process (tests, a long-lived worker) would log into this store."""
+    import mlflow
+
     user_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    # set_*_uri also export MLFLOW_*_URI: keep the user's values (or none), otherwise the next
-    # project opened in this process (tests, a long-lived worker) would log into this store
     for key, value in user_env.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def connect(settings: Settings, project_dir: str | Path):
+    """Point MLflow at the store and return (client, experiment_id), creating the experiment."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(settings, project_dir)
+    point_mlflow_at(uri)
     key = (uri, settings.tracking.experiment)
     if key in _connections:  # every task attaches to the run: one client and lookup per process
         return _connections[key]

@@ -6,10 +6,7 @@ one project must also point the globals at that project, or it reads the store o
 ran before it.
 """
 
-import os
 from pathlib import Path
-
-_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def store_uri(project: Path) -> str:
@@ -17,18 +14,10 @@ def store_uri(project: Path) -> str:
 
 
 def point_globals_at(uri: str | None) -> None:
-    """Set MLflow's global tracking and registry URIs without exporting them to the environment
-    (mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI, which every later project would use)."""
-    import mlflow
+    """MLflow's globals on `uri` (None: unset), nothing exported (tasks.tracking.point_mlflow_at)."""
+    from tasks.tracking import point_mlflow_at
 
-    saved = {k: os.environ.get(k) for k in _ENV}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    point_mlflow_at(uri)
 
 
 def client_for(project: Path):
