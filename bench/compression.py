@@ -3,6 +3,8 @@
     python bench/compression.py                     # trains a champion with params.yaml defaults
     python bench/compression.py --champion model/  # a saved model folder (modelmill.modelfile) instead
     python bench/compression.py --sweep             # also: distillation students/T/alpha tried
+    python bench/compression.py --sources digits breast_cancer penguins rotten_tomatoes
+                                                    # training vs compression time per built-in source
 
 Prints, per variant: stored size ratio, latency ratio (float / variant; >1 = faster) at each
 measured batch size, accuracy delta in points — and the issue's targets as PASS/MISS lines.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +39,9 @@ SWEEP = {"width_hidden": [(8, 32), (12, 64), (16, 64)], "temperature": [2.0, 4.0
 
 def main() -> None:
     args = parse_args()
+    if args.sources:
+        compare_sources(args)
+        return
     config = Path(args.config)
     settings = load_settings(
         config if config.exists() else None,
@@ -53,9 +59,7 @@ def main() -> None:
     classes = list(dataset.schema.classes)
     champion = load_or_train(args.champion, dataset, splits, settings)
     tick = time.perf_counter()
-    report = compress(
-        champion, dataset.schema.image_shape, splits, classes, settings.compress, settings.train
-    )
+    report = compress(champion, splits, classes, settings.compress, settings.train)
     print(
         f"\ncompress: {len(report.rows)} variants built and measured in {time.perf_counter() - tick:.1f} s "
         f"(latency: median of {settings.compress.latency_repeats} runs, "
@@ -93,6 +97,8 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, help="timed runs per variant and batch size (median)")
     parser.add_argument("--sweep", action="store_true", help="try distillation students/T/alpha")
+    parser.add_argument("--sources", nargs="+", help="built-in sources: training vs compression time")
+    parser.add_argument("--text-limit", type=int, default=1200, help="--sources: texts of rotten_tomatoes")
     return parser.parse_args()
 
 
@@ -157,7 +163,7 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
     """Distillation students tried: width/hidden x temperature x alpha (and the CE-only student)."""
     from modelmill.compression import architecture_of
 
-    arch, cfg = architecture_of(champion, dataset.schema.image_shape), settings.compress
+    arch, cfg = architecture_of(champion), settings.compress
     classes = list(dataset.schema.classes)
     print("\ndistillation sweep (student trained with the same train config; alpha=0 is plain CE):")
     print(
@@ -183,6 +189,45 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
             f"{row.accuracy:7.4f} {row.accuracy_delta_points:+7.2f}",
             flush=True,
         )
+
+
+def compare_sources(args: argparse.Namespace) -> None:
+    """Per built-in source, as `modelmill run` does it: the kind's preprocessor fitted on train, its
+    default model trained (early stopping on val), then the compress stage's core on the same splits;
+    wall times of both and their ratio (issue 11: compression <= 0.5x training)."""
+    from modelmill.data import bootstrap, fit_splits, load_dataset
+    from modelmill.kinds import default_model
+    from modelmill.text_training import train_text
+
+    print(f"{'source':16s} {'items':>6s} {'train s':>8s} {'compress s':>10s} {'ratio':>6s}  selected")
+    for source in args.sources:
+        overrides = {"train.num_threads": args.train_threads, "compress.threads": args.threads,
+                     "model.text.finetune_epochs": 1, "data.source": source}  # fmt: skip
+        settings = load_settings(None, overrides)
+        with tempfile.TemporaryDirectory() as folder:
+            dataset = load_dataset(bootstrap(Path(folder, "data"), source))
+        labeled = dataset.labeled()
+        if dataset.schema.kind == "text":  # a short config: the first texts, one fine-tune epoch
+            labeled = labeled.head(args.text_limit)
+        preprocessor, xy = fit_splits(split_frame(labeled, settings.split), dataset.schema)
+        model = default_model(dataset.schema, settings.model, preprocessor)
+        tick = time.perf_counter()
+        if dataset.schema.kind == "text":
+            trained = train_text(model, xy["train"], xy["val"], settings.train, settings.model.text).model
+        else:
+            trained = train(model, xy["train"], xy["val"], settings.train).model
+        train_seconds, tick = time.perf_counter() - tick, time.perf_counter()
+        classes = list(dataset.schema.classes)
+        report = compress(trained, xy, classes, settings.compress, settings.train, text=settings.model.text)
+        seconds = time.perf_counter() - tick
+        ratio = seconds / train_seconds
+        print(
+            f"{source:16s} {len(labeled):6d} {train_seconds:8.1f} {seconds:10.1f} {ratio:5.2f}x  "
+            f"{report.selection.chosen or 'none'} [{'PASS' if ratio <= 0.5 else 'MISS'} <= 0.5x]",
+            flush=True,
+        )
+        for method, why in report.skipped.items():
+            print(f"{'':16s} {method}: {why}")
 
 
 if __name__ == "__main__":

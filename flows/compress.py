@@ -31,6 +31,7 @@ def compress_registered(
         "table": result["table"],
         "markdown": markdown,
         "explanation_iou": result.get("explanation_iou"),
+        "not_applicable": result.get("not_applicable") or {},
     }
 
 

@@ -99,16 +99,6 @@ def compress_champion(
     """Variants of a newly promoted champion -> `<name>-compressed` (when compress.enabled)."""
     if not (ctx.settings.compress.enabled and registered.promoted):
         return None
-    schema = splits.schema()
-    if schema.kind != "image" or getattr(schema, "channels", 1) != 1:
-        # the variants are built for the grey-image ConvNet: each method reported as not applicable
-        what = f"{schema.kind} kind's model" if schema.kind != "image" else "RGB ConvNet"
-        methods = ("dynamic_int8", "static_int8", "prune", "distill")
-        why = {m: f"not implemented for the {what} yet" for m in methods}
-        if schema.kind == "text":  # measured in the core, not yet stored and registered by this stage
-            why |= {m: "measured by bench/text.py (modelmill/compression/text.py), not registered by the "
-                       "compress stage yet" for m in ("dynamic_int8", "distill")}  # fmt: skip
-        return {"not_applicable": why}
     return compress_stage(ctx, registered.name, registered.version, lineage, splits)
 
 
@@ -131,11 +121,9 @@ def compression_note(settings: Settings, registered: Registration, compression: 
         return "off (compress.enabled: false)"
     if not registered.promoted:
         return "not run: the challenger was not promoted"
-    if compression and "not_applicable" in compression:
-        return "not applicable: " + "; ".join(
-            f"{m} {why}" for m, why in compression["not_applicable"].items()
-        )
     if (compression or {}).get("error"):
         return f"failed (the promotion stands; the next run retries it): {compression['error']}"
     reg = (compression or {}).get("registered")
-    return f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"
+    note = f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"
+    not_run = (compression or {}).get("not_applicable") or {}
+    return note + "".join(f"; {method} {why}" for method, why in not_run.items())

@@ -183,15 +183,30 @@ class CompressConfig(_Section):
     dynamic_int8: bool = Field(True, description="post-training dynamic int8 of the linear layers")
     static_int8: bool = Field(True, description="static int8 (FX graph mode) of conv+linear, calibrated")
     prune: bool = Field(True, description="global unstructured L1 pruning + fine-tune + prune.remove")
-    distill: bool = Field(True, description="knowledge distillation into a smaller student ConvNet")
+    distill: bool = Field(
+        True, description="knowledge distillation into a narrower student of the same family"
+    )
     onnx: bool = Field(True, description="export the selected variant to ONNX, check with onnxruntime")
     sparsities: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.9])
-    finetune_epochs: int = Field(3, ge=0, description="epochs of fine-tuning after pruning")
+    finetune_epochs: int = Field(3, ge=0, description="epochs of fine-tuning after pruning (at most)")
+    patience: int = Field(
+        1,
+        ge=1,
+        description="fine-tuning and distillation stop after this many epochs without a val-loss gain",
+    )
     finetune_learning_rate: float = Field(5e-4, gt=0)
     student_width: int = Field(12, ge=1)
     student_depth: int | None = Field(None, ge=1, le=4, description="None: the teacher's depth")
     student_hidden: int = Field(64, ge=1)
-    distill_epochs: int | None = Field(None, ge=1, description="None: train.epochs")
+    student_dense_width: int | None = Field(
+        None, ge=1, description="tabular student's units per hidden layer (None: a quarter of the teacher's)"
+    )
+    student_layers: int = Field(1, ge=1, le=6, description="text student's transformer layers (teacher: 6)")
+    distill_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="at most (None: the teacher's, train.epochs; text: model.text.finetune_epochs)",
+    )
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target (teacher) loss")
     quantize_student: bool = Field(True, description="also add the student quantized to static int8")
@@ -203,6 +218,7 @@ class CompressConfig(_Section):
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 256])
     serving_batch_size: int = Field(256, ge=1, description="batch size whose latency select_by=latency uses")
     latency_repeats: int = Field(30, ge=1)
+    latency_seconds: float = Field(20.0, gt=0, description="timing stops after this long (at least 3 rounds)")
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
     min_explanation_iou: float | None = Field(

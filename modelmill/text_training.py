@@ -123,8 +123,9 @@ def finetune(
     on_epoch: OnEpoch | None = None,
     loss: LossFn | None = None,
 ) -> TrainResult:
-    """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate.
-    `loss` replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
+    """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate;
+    it stops after train.patience epochs without a val-loss gain and keeps the best epoch. `loss`
+    replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
     with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
         result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss)
     result.determinism = promise
@@ -181,6 +182,8 @@ def _finetune(
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(metrics)
+        if epoch - best_epoch >= cfg.patience:
+            break
     model.load_state_dict(cast(dict[str, Any], best_state))
-    seconds = time.perf_counter() - started
-    return TrainResult(model.cpu().eval(), best_epoch, history, seconds=seconds)
+    seconds, early = time.perf_counter() - started, len(history) < text.finetune_epochs
+    return TrainResult(model.cpu().eval(), best_epoch, history, stopped_early=early, seconds=seconds)

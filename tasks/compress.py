@@ -24,7 +24,7 @@ from tasks import progress
 from tasks.aliases import alias_target, move_alias, version_of_run
 from tasks.context import Lineage, RunContext
 from tasks.progress import stage
-from tasks.registry import CHAMPION, alias_version, load_version
+from tasks.registry import CHAMPION, alias_version
 from tasks.split import SplitRef
 
 
@@ -68,22 +68,24 @@ def _version(client, name: str, version: str):
 
 @stage("compress")
 def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> dict:
-    """Build and measure the configured variants of the source model; log them; select one."""
+    """Build and measure the variants of the source model that apply to its family; log them,
+    the methods that do not apply with the reason; select one. The selected variant keeps the
+    source's kind, preprocessor (tokenizer included) and schema: it takes the same raw inputs."""
+    from tasks.modelstore import load_verified
+
     logger, cfg = get_run_logger(), ctx.settings.compress
     schema, xy = splits.schema(), splits.all_xy()
-    teacher = load_version(source.name, source.version)
-    with progress.bar("compress", total=len(planned_variants(cfg)), unit="variant") as bar:
+    loaded = load_verified(ctx.tracker().client, source.name, source.version)
+    teacher, spec = loaded.module, loaded.meta["spec"]
+    if loaded.meta.get("preprocessing") not in (None, splits.preprocessor_state()):
+        logger.warning("compress: %s was fitted on another train split than this run's", source.ref)
+    with progress.bar("compress", total=len(planned_variants(cfg, spec)), unit="variant") as bar:
         report = compress(
-            teacher,
-            schema.image_shape,
-            xy,
-            list(schema.classes),
-            cfg,
-            ctx.settings.train,
-            on_variant=bar.advance,
-        )
+            teacher, xy, list(schema.classes), cfg, ctx.settings.train, on_variant=bar.advance,
+            text=ctx.settings.model.text,
+        )  # fmt: skip
     for method, why in report.skipped.items():
-        logger.warning("compress: %s skipped: %s", method, why)
+        logger.info("compress: %s skipped: %s", method, why)
     frame = log_report(ctx, report, source)
     logger.info("compression of %s:\n%s\n%s", source.ref, markdown(frame), report.selection.summary())
     chosen = report.chosen
@@ -92,12 +94,15 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "selection": report.selection.summary(),
         "chosen": None,
         "table": frame.to_dict(orient="records"),
+        "not_applicable": report.skipped,
     }
-    if chosen is not None and not _keeps_the_reasons(ctx, teacher, chosen.module, xy["test"], out):
+    if chosen is not None and not _keeps_the_reasons(
+        ctx, teacher, chosen.module, xy["test"], out, schema.kind
+    ):
         return out
     if chosen is not None:
         path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
-        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes))
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes), loaded.meta)
         out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(
@@ -106,11 +111,15 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     return out
 
 
-def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict) -> bool:
+def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict, kind: str) -> bool:
     """IoU of the selected variant's top attributions with the float model's on the probe set,
-    logged; False (nothing registered) when below compress.min_explanation_iou."""
-    from modelmill.evaluation.explanations import explanation_iou
+    logged; False (nothing registered) when below compress.min_explanation_iou. Kinds without
+    attribution baselines (token ids: text) are not checked."""
+    from modelmill.evaluation.explanations import KIND_BASELINES, explanation_iou
 
+    if kind not in KIND_BASELINES:
+        out["explanation_iou"] = None
+        return True
     iou = explanation_iou(teacher, variant, *test_xy, ctx.settings.evaluation.explanations)
     ctx.tracker().log_metrics({"compress_explanation_iou": iou})
     out["explanation_iou"] = iou
@@ -145,7 +154,11 @@ def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
         child.log_metrics(_row_metrics(row.flat()))
         child.finish()
     tracker.log_table(frame, "compression/variants.json")
-    tracker.log_text(markdown(frame) + "\n\n" + report.selection.summary() + "\n", "compression/summary.md")
+    tracker.log_dict(report.skipped, "compression/not_applicable.json")
+    tracker.log_text(
+        markdown(frame) + "\n\n" + report.selection.summary() + "\n" + not_run_lines(report.skipped),
+        "compression/summary.md",
+    )
     plot = plot_size_vs_accuracy(
         report.rows,
         Path(ctx.work_dir, "size_vs_accuracy.png"),
@@ -175,6 +188,11 @@ def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
         description=f"compression of {source.ref}: {report.selection.summary().splitlines()[0]}",
     )
     return frame
+
+
+def not_run_lines(skipped: dict[str, str]) -> str:
+    """The methods that did not run, one markdown line each with the reason ('' when none)."""
+    return "".join(f"- {method}: {why}\n" for method, why in skipped.items())
 
 
 def _row_metrics(flat: dict) -> dict[str, float]:
@@ -261,9 +279,11 @@ def publish_compression_summary(ctx: RunContext, result: dict, registered: dict 
         if registered
         else "**nothing registered**: no variant fits the accuracy budget"
     )
+    not_run = not_run_lines(result.get("not_applicable") or {})
     text = (
         f"# compress: {source['name']} v{source['version']}\n\n{outcome}\n\n"
         f"{result['selection']}\n\n{markdown(pd.DataFrame(result['table']))}\n"
+        + (f"\nmethods not run:\n\n{not_run}" if not_run else "")
     )
     create_markdown_artifact(
         markdown=text, key="compress-summary", description="modelmill compression summary"

@@ -1,22 +1,24 @@
-"""Compression of a trained ConvNet: int8 quantization, pruning, distillation, ONNX export,
-each variant measured on the test split and the best one within an accuracy budget selected."""
+"""Compression of a trained model of any family: int8 quantization, pruning, distillation, ONNX
+export, each where it applies, measured on the test split; the best within an accuracy budget selected."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from modelmill.compression import methods
+from modelmill.compression.applicability import enabled, not_applicable, plan
 from modelmill.compression.measure import VariantRow, compare_to_baseline, interleaved_latency_ms, measure
 from modelmill.compression.methods import Variant
 from modelmill.compression.onnx_export import OnnxParity, check_parity, export_onnx
 from modelmill.compression.report import markdown, plot_size_vs_accuracy, table
 from modelmill.compression.selection import Selection, select_variant
 from modelmill.compression.storage import Architecture, Recipe, architecture_of, load, save, to_bytes
-from modelmill.config import CompressConfig, TrainConfig
+from modelmill.config import CompressConfig, TextModelConfig, TrainConfig
 from modelmill.errors import CompressionError
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "compress",
     "load",
     "markdown",
+    "not_applicable",
     "plot_size_vs_accuracy",
     "save",
     "select_variant",
@@ -60,14 +63,17 @@ class CompressionReport:
         return next(r for r in self.rows if r.name == name)
 
 
-def planned_variants(cfg: CompressConfig) -> list[str]:
-    """Names of the variants `build_variants` makes for this configuration (for progress)."""
+def planned_variants(cfg: CompressConfig, spec: dict[str, Any] | None = None) -> list[str]:
+    """Names of the variants `build_variants` makes for this configuration and model (for progress)."""
+    run = plan(spec, cfg)[0] if spec is not None else enabled(cfg)
     names = ["float"]
-    names += ["dynamic_int8"] if cfg.dynamic_int8 else []
-    names += ["static_int8"] if cfg.static_int8 else []
-    names += [f"pruned_{round(s * 100)}" for s in (cfg.sparsities if cfg.prune else [])]
-    if cfg.distill:
-        names += ["distilled"] + (["distilled_static_int8"] if cfg.quantize_student else [])
+    names += ["dynamic_int8"] if "dynamic_int8" in run else []
+    names += ["static_int8"] if "static_int8" in run else []
+    names += [f"pruned_{round(s * 100)}" for s in (cfg.sparsities if "prune" in run else [])]
+    if "distill" in run:
+        names += ["distilled"] + (
+            ["distilled_static_int8"] if cfg.quantize_student and "static_int8" in run else []
+        )
     return names
 
 
@@ -78,12 +84,15 @@ def build_variants(
     cfg: CompressConfig,
     train_cfg: TrainConfig,
     on_variant: Callable[[str], None] | None = None,
+    text: TextModelConfig | None = None,
 ) -> tuple[list[Variant], dict[str, str]]:
-    """The float baseline and every configured variant; methods the backend lacks are skipped.
-    `on_variant(name)` is called as each one is ready (progress)."""
+    """The float baseline and every configured variant that applies to the model's family
+    (modelmill.compression.applicability); the others, and those that fail to build (static int8
+    of a model FX cannot convert), are returned with the reason. `on_variant(name)` is called as
+    each one is ready (progress)."""
     train_xy, val_xy = splits["train"], splits["val"]
+    run, skipped = plan(arch.spec, cfg)
     variants: list[Variant] = []
-    skipped: dict[str, str] = {}
 
     def add(variant: Variant) -> Variant:
         variants.append(variant)
@@ -92,35 +101,36 @@ def build_variants(
         return variant
 
     add(methods.baseline(teacher, arch))
-    if cfg.dynamic_int8:
+    if "dynamic_int8" in run:
         add(methods.dynamic_int8(teacher, arch))
-    if cfg.static_int8:
+    if "static_int8" in run:
         try:
             add(methods.static_int8(teacher, arch, train_xy[0], cfg))
         except CompressionError as exc:
             skipped["static_int8"] = str(exc)
-    for sparsity in cfg.sparsities if cfg.prune else []:
+    for sparsity in cfg.sparsities if "prune" in run else []:
         add(methods.pruned(teacher, arch, sparsity, train_xy, val_xy, cfg, train_cfg))
-    if cfg.distill:
-        student = add(methods.distilled(teacher, arch, train_xy, val_xy, cfg, train_cfg))
-        if cfg.quantize_student and "static_int8" not in skipped:
+    if "distill" in run:
+        student = add(methods.distilled(teacher, arch, train_xy, val_xy, cfg, train_cfg, text))
+        if cfg.quantize_student and "static_int8" in run and "static_int8" not in skipped:
             add(methods.quantized_student(student, train_xy[0], cfg))
     return variants, skipped
 
 
 def compress(
     teacher: nn.Module,
-    image_shape: tuple[int, int],
     splits: dict[str, XY],
     classes: list[str],
     cfg: CompressConfig,
     train_cfg: TrainConfig,
     on_variant: Callable[[str], None] | None = None,
+    text: TextModelConfig | None = None,
 ) -> CompressionReport:
     """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
-    select on the validation split's accuracy; export the choice to ONNX."""
-    arch = architecture_of(teacher, image_shape)
-    variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant)
+    select on the validation split's accuracy; export the choice to ONNX. Every model family:
+    `text` is the text kind's fine-tuning config (its student trains like the teacher did)."""
+    arch = architecture_of(teacher)
+    variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant, text)
     latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
     rows = [
         measure(v, splits["test"], classes, cfg, latency, val_xy=splits["val"])
@@ -136,7 +146,7 @@ def compress(
 
 def attach_onnx(report: CompressionReport, variant: Variant, x: torch.Tensor) -> None:
     try:
-        report.onnx_model = export_onnx(variant.module, variant.arch.image_shape)
+        report.onnx_model = export_onnx(variant.module, x[:1])
     except CompressionError as exc:
         report.onnx_error = str(exc)
         return

@@ -17,6 +17,7 @@ from modelmill.evaluation import evaluate_predictions
 from modelmill.training import torch_threads
 
 WARMUP_RUNS = 3
+MIN_ROUNDS = 3
 
 
 @dataclass
@@ -108,7 +109,8 @@ def interleaved_latency_ms(
     modules: list[nn.Module], x: torch.Tensor, cfg: CompressConfig
 ) -> list[dict[int, float]]:
     """Median ms per batch of each module at each batch size, timed in alternating rounds
-    (every module once per round) so that a change in machine load hits all of them alike."""
+    (every module once per round) so that a change in machine load hits all of them alike;
+    compress.latency_repeats rounds, fewer (at least 3) once compress.latency_seconds have passed."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
@@ -116,12 +118,15 @@ def interleaved_latency_ms(
             for batch in batches.values():
                 for _ in range(WARMUP_RUNS):
                     module(batch)
-        for _ in range(cfg.latency_repeats):
+        started = time.perf_counter()
+        for done in range(1, cfg.latency_repeats + 1):
             for module, timing in zip(modules, timings, strict=True):
                 for size, batch in batches.items():
                     tick = time.perf_counter()
                     module(batch)
                     timing[size].append((time.perf_counter() - tick) * 1000)
+            if done >= MIN_ROUNDS and time.perf_counter() - started > cfg.latency_seconds:
+                break  # a large model: fewer rounds, the same alternation
     return [{size: statistics.median(t) for size, t in timing.items()} for timing in timings]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from modelmill.compression.storage import Architecture, Recipe, apply_recipe, to_bytes
-from modelmill.config import CompressConfig, TrainConfig
+from modelmill.config import CompressConfig, TextModelConfig, TrainConfig
 
 if TYPE_CHECKING:
     from modelmill.training import LossFn
@@ -83,35 +83,48 @@ def pruned(
     cfg: CompressConfig,
     train_cfg: TrainConfig,
 ) -> Variant:
-    """Global unstructured L1 pruning of conv+linear weights, a short fine-tune, then permanent."""
+    """Global unstructured L1 pruning of conv+linear weights, a short fine-tune (early stopping on
+    the validation loss after compress.patience epochs without a gain), then made permanent."""
     from modelmill.training import train
 
     module = copy.deepcopy(teacher).cpu()
     targets = [(m, "weight") for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
+    epochs_run = 0
     if cfg.finetune_epochs:
         tune_cfg = train_cfg.model_copy(
-            update={"epochs": cfg.finetune_epochs, "learning_rate": cfg.finetune_learning_rate}
-        )
-        module = train(module, train_xy, val_xy, tune_cfg).model
+            update={"epochs": cfg.finetune_epochs, "learning_rate": cfg.finetune_learning_rate,
+                    "patience": min(cfg.patience, train_cfg.patience)}
+        )  # fmt: skip
+        result = train(module, train_xy, val_xy, tune_cfg)
+        module, epochs_run = result.model, len(result.history)
     for m, name in targets:
         prune.remove(m, name)
     label = f"pruned_{round(sparsity * 100)}"
-    return Variant(
-        label,
-        "prune",
-        module.cpu().eval(),
-        arch,
-        settings={"sparsity": sparsity, "finetune_epochs": cfg.finetune_epochs},
-    )
+    settings = {"sparsity": sparsity, "finetune_epochs": cfg.finetune_epochs, "epochs_run": epochs_run}
+    return Variant(label, "prune", module.cpu().eval(), arch, settings=settings)
 
 
-def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> LossFn:
-    """alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels)."""
+def distillation_loss(teacher: nn.Module, temperature: float, alpha: float, memo: bool = False) -> LossFn:
+    """alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(student, labels). `memo`: the
+    teacher's logits kept per distinct input row (the teacher is fixed, in eval mode: the same
+    row gives the same logits), so each epoch after the first runs the student only."""
+    seen: dict[bytes, torch.Tensor] = {}
+
+    def teacher_logits(x: torch.Tensor) -> torch.Tensor:
+        if not memo:
+            out: torch.Tensor = teacher.to(x.device)(x)
+            return out
+        keys = [row.tobytes() for row in x.cpu().numpy()]
+        missing = [i for i, k in enumerate(keys) if k not in seen]
+        if missing:
+            fresh = teacher.to(x.device)(x[missing]).cpu()
+            seen.update((keys[i], fresh[j]) for j, i in enumerate(missing))
+        return torch.stack([seen[k] for k in keys]).to(x.device)
 
     def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            soft_targets = F.softmax(teacher.to(x.device)(x) / temperature, dim=1)
+            soft_targets = F.softmax(teacher_logits(x) / temperature, dim=1)
         soft = (
             F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean")
             * temperature**2
@@ -122,14 +135,33 @@ def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> L
 
 
 def student_architecture(arch: Architecture, cfg: CompressConfig) -> Architecture:
-    model = arch.model.model_copy(
-        update={
-            "width": cfg.student_width,
-            "hidden": cfg.student_hidden,
-            "depth": cfg.student_depth or arch.model.depth,
-        }
-    )
-    return Architecture(arch.image_shape, arch.num_classes, model)
+    """A narrower model of the teacher's family: fewer conv channels and hidden units (ConvNet),
+    fewer units per hidden layer (dense), fewer transformer layers (text)."""
+    spec = copy.deepcopy(arch.spec)
+    if arch.family == "convnet":
+        spec["config"].update(
+            width=cfg.student_width,
+            hidden=cfg.student_hidden,
+            depth=cfg.student_depth or spec["config"]["depth"],
+        )
+    elif arch.family == "dense":
+        spec.update(
+            width=cfg.student_dense_width or max(2, int(spec["width"]) // 4),
+            depth=cfg.student_depth or int(spec["depth"]),
+        )
+    elif arch.family == "text":
+        spec["encoder"]["layers"] = min(cfg.student_layers, int(spec["encoder"]["layers"]))
+    return Architecture(spec)
+
+
+def student_settings(student: Architecture) -> dict[str, Any]:
+    """The student's size-defining arguments, for the table and the tracker."""
+    spec = student.spec
+    if student.family == "convnet":
+        return {f"student_{k}": spec["config"][k] for k in ("width", "hidden", "depth")}
+    if student.family == "dense":
+        return {"student_width": spec["width"], "student_depth": spec["depth"]}
+    return {"student_layers": spec["encoder"]["layers"]}
 
 
 def distilled(
@@ -139,27 +171,35 @@ def distilled(
     val_xy: XY,
     cfg: CompressConfig,
     train_cfg: TrainConfig,
+    text: TextModelConfig | None = None,
 ) -> Variant:
-    """A smaller ConvNet trained against the teacher's temperature-softened outputs."""
-    from modelmill.training import train
-
+    """A narrower student of the teacher's family trained against its temperature-softened outputs
+    (early stopping on the validation loss); the text student starts from the teacher's own
+    embeddings, first layers and head (modelmill.compression.text)."""
     student_arch = student_architecture(arch, cfg)
-    teacher = copy.deepcopy(teacher).eval()
-    epochs = cfg.distill_epochs or train_cfg.epochs
-    result = train(
-        student_arch.build().train(),
-        train_xy,
-        val_xy,
-        train_cfg.model_copy(update={"epochs": epochs}),
-        loss=distillation_loss(teacher, cfg.temperature, cfg.alpha),
+    teacher = copy.deepcopy(teacher).cpu().eval()
+    teacher_epochs = (
+        (text or TextModelConfig()).finetune_epochs if arch.family == "text" else train_cfg.epochs
     )
+    epochs = cfg.distill_epochs or teacher_epochs
+    loss = distillation_loss(teacher, cfg.temperature, cfg.alpha, memo=arch.family != "convnet")
+    run_cfg = train_cfg.model_copy(
+        update={"epochs": epochs, "patience": min(cfg.patience, train_cfg.patience)}
+    )
+    if arch.family == "text":
+        from modelmill.compression.text import train_student
+
+        result = train_student(teacher, student_arch, train_xy, val_xy, run_cfg, text, loss)
+    else:
+        from modelmill.training import train
+
+        result = train(student_arch.build().train(), train_xy, val_xy, run_cfg, loss=loss)
     settings = {
-        "student_width": cfg.student_width,
-        "student_hidden": cfg.student_hidden,
-        "student_depth": student_arch.model.depth,
+        **student_settings(student_arch),
         "temperature": cfg.temperature,
         "alpha": cfg.alpha,
         "epochs": epochs,
+        "epochs_run": len(result.history),
         "best_epoch": result.best_epoch,
     }
     return Variant("distilled", "distill", result.model.cpu().eval(), student_arch, settings=settings)

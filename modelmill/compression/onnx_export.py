@@ -19,21 +19,21 @@ class OnnxParity:
     label_agreement: float  # fraction of items with the same predicted class
 
 
-def export_onnx(module: nn.Module, image_shape: tuple[int, int], opset: int = 17) -> bytes:
-    """The TorchScript-based exporter (dynamo=False): it needs no onnxscript, handles the
-    float and statically quantized ConvNet; dynamic int8 Linear has no ONNX mapping."""
+def export_onnx(module: nn.Module, example: torch.Tensor, opset: int = 17) -> bytes:
+    """The TorchScript-based exporter (dynamo=False): it needs no onnxscript, handles the float
+    and statically quantized models; dynamic int8 Linear has no ONNX mapping. `example`: one
+    input (pixels, features or token ids), the batch dimension left dynamic."""
     buffer = io.BytesIO()
-    example = (torch.zeros(1, 1, *image_shape),)
     try:
         torch.onnx.export(
             module.eval(),
-            example,
+            (torch.zeros_like(example[:1]),),
             buffer,  # type: ignore[arg-type]  # annotated as a path; the TorchScript exporter takes a file too
             dynamo=False,
             opset_version=opset,
-            input_names=["image"],
+            input_names=["input"],
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )
     except Exception as exc:  # the exporter raises several unrelated types for unsupported ops
         raise CompressionError(
@@ -46,7 +46,7 @@ def check_parity(onnx_model: bytes, module: nn.Module, x: torch.Tensor) -> OnnxP
     import onnxruntime
 
     session = onnxruntime.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
-    onnx_logits = session.run(None, {"image": x.numpy()})[0]
+    onnx_logits = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.inference_mode():
         torch_logits = module.eval()(x).numpy()
     return OnnxParity(

@@ -23,7 +23,7 @@ from torch import nn
 from modelmill.atomic import atomic_write_bytes
 from modelmill.config import ModelConfig
 from modelmill.errors import CompressionError, UnsafeModelError
-from modelmill.models import build_model, spec_of
+from modelmill.models import build_from_spec, spec_of
 
 FORMAT = "modelmill.compressed-model/2"
 MAX_INFLATED_BYTES = 1024**3  # a stored variant inflating past this is refused (zlib bomb)
@@ -32,46 +32,62 @@ QUANTIZATIONS = (None, "dynamic_int8", "static_int8")
 
 @dataclass(frozen=True)
 class Architecture:
-    """What build_model needs to rebuild the float module."""
+    """The model's spec (modelmill.models: family + constructor arguments): what rebuilds the float
+    module before a recipe is applied, for every model family."""
 
-    image_shape: tuple[int, int]
-    num_classes: int
-    model: ModelConfig
+    spec: dict[str, Any]
+
+    @property
+    def family(self) -> str:
+        return str(self.spec.get("family"))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.spec["num_classes"])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return cast(tuple[int, int], tuple(self.spec["image_shape"]))
+
+    def example_input(self) -> torch.Tensor:
+        """One input of the shape the family takes (FX tracing, ONNX export); token ids have no
+        fixed length, so the text family has none."""
+        if self.family == "convnet":
+            return torch.zeros(1, int(self.spec.get("channels", 1)), *self.image_shape)
+        if self.family == "dense":
+            return torch.zeros(1, int(self.spec["inputs"]))
+        raise CompressionError(f"the {self.family} family has no fixed-shape example input")
 
     def build(self) -> nn.Module:
-        return build_model(self.image_shape, self.num_classes, self.model).eval()
+        return build_from_spec(self.spec).eval()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "image_shape": list(self.image_shape),
-            "num_classes": self.num_classes,
-            "model": self.model.model_dump(),
-        }
+        return {"spec": self.spec}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Architecture:
+        if "spec" in raw:
+            return cls(dict(raw["spec"]))
+        # modelmill.compressed-model/2 before specs: a grey ConvNet by image shape and ModelConfig
+        config = ModelConfig(**raw["model"]).model_dump(mode="json", exclude={"tabular", "text"})
+        shape, classes = list(raw["image_shape"]), int(raw["num_classes"])
         return cls(
-            cast(tuple[int, int], tuple(raw["image_shape"])),
-            int(raw["num_classes"]),
-            ModelConfig(**raw["model"]),
+            {
+                "family": "convnet",
+                "image_shape": shape,
+                "num_classes": classes,
+                "channels": 1,
+                "config": config,
+            }
         )
 
 
-def architecture_of(model: nn.Module, image_shape: tuple[int, int]) -> Architecture:
-    """Read the ModelConfig back from a float ConvNet (a champion loaded from the registry)."""
-    features, classifier = cast(nn.Sequential, model.features), cast(nn.Sequential, model.classifier)
-    convs = [m for m in features if isinstance(m, nn.Conv2d)]
-    linears = [m for m in classifier if isinstance(m, nn.Linear)]
-    dropouts = [m for m in classifier if isinstance(m, nn.Dropout)]
-    if not convs or len(linears) != 2:
-        raise CompressionError(f"{type(model).__name__}: not a modelmill ConvNet (conv blocks + 2 linear)")
-    cfg = ModelConfig(
-        width=convs[0].out_channels,
-        depth=len(convs),
-        hidden=linears[0].out_features,
-        dropout=dropouts[0].p if dropouts else 0.0,
-    )
-    return Architecture(cast(tuple[int, int], tuple(image_shape)), linears[1].out_features, cfg)
+def architecture_of(model: nn.Module) -> Architecture:
+    """The architecture of a float modelmill model (a champion loaded from the registry)."""
+    try:
+        return Architecture(dict(spec_of(model)))
+    except ValueError as exc:
+        raise CompressionError(f"{type(model).__name__}: not a modelmill model ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -96,19 +112,12 @@ def package(
     tensors, layout = encode_state(module.state_dict())
     meta = {
         "format": FORMAT,
-        "spec": _spec_or_arch(module, arch),
+        "spec": arch.spec,
         "architecture": arch.to_dict(),
         "recipe": asdict(recipe),
         "layout": layout,
     }
     return tensors, meta
-
-
-def _spec_or_arch(module: nn.Module, arch: Architecture) -> dict[str, Any]:
-    try:
-        return spec_of(module)
-    except ValueError:  # quantized modules (FX GraphModules) do not keep the attribute
-        return spec_of(arch.build())
 
 
 def dense_size(module: nn.Module) -> int:
@@ -229,17 +238,29 @@ def apply_recipe(
     if recipe.quantization == "dynamic_int8":
         return cast(nn.Module, torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8))
     if recipe.quantization == "static_int8":
-        from torch.ao.quantization import get_default_qconfig_mapping
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+        return static_quantized(module, arch, recipe.backend, calibration or [])
+    return module
 
-        use_backend(recipe.backend)
-        example = (torch.zeros(1, 1, *arch.image_shape),)
-        prepared = prepare_fx(module, get_default_qconfig_mapping(recipe.backend), example)
+
+def static_quantized(
+    module: nn.Module, arch: Architecture, backend: str, calibration: list[torch.Tensor]
+) -> nn.Module:
+    """FX graph mode static int8 (fused where the backend fuses), observers run on `calibration`;
+    a model FX cannot trace or convert is a CompressionError saying why."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    use_backend(backend)
+    example = (arch.example_input(),)
+    try:
+        prepared = prepare_fx(module, get_default_qconfig_mapping(backend), example)
         with torch.no_grad():
-            for batch in calibration or []:
+            for batch in calibration:
                 prepared(batch)
         return convert_fx(prepared)
-    return module
+    except Exception as exc:  # FX raises several unrelated types for untraceable or unmapped ops
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CompressionError(f"static int8 of the {arch.family} model failed: {first}") from exc
 
 
 def use_backend(backend: str) -> None:
@@ -252,20 +273,29 @@ def use_backend(backend: str) -> None:
         torch.backends.quantized.engine = backend
 
 
+# what a variant's model.json keeps of its source model's: the input it takes and how raw inputs
+# become that input (the kind, its fitted preprocessor and tokenizer, the dataset schema)
+SOURCE_META = ("kind", "preprocessing", "schema", "input")
+
+
 def save_folder(
-    folder: str | Path, module: nn.Module, arch: Architecture, recipe: Recipe, classes: list[str]
+    folder: str | Path,
+    module: nn.Module,
+    arch: Architecture,
+    recipe: Recipe,
+    classes: list[str],
+    source_meta: dict[str, Any] | None = None,
 ) -> None:
-    """The variant as a safe model folder (modelmill.modelfile): what the registry holds."""
+    """The variant as a safe model folder (modelmill.modelfile): what the registry holds. With the
+    source model's `meta` (its model.json), the variant takes the same raw inputs as its source."""
     from modelmill import modelfile
 
     tensors, meta = package(module, arch, recipe)
-    meta.update(
-        kind="image",
-        classes=[str(c) for c in classes],
-        preprocessing=None,
-        input={"shape": [-1, 1, *arch.image_shape], "dtype": "float32"},
-        output="logits",
-    )
+    source = {k: v for k, v in (source_meta or {}).items() if k in SOURCE_META}
+    if "input" not in source:
+        source["input"] = {"shape": [-1, *arch.example_input().shape[1:]], "dtype": "float32"}
+    meta.update({"kind": "image", "preprocessing": None, **source, "classes": [str(c) for c in classes]})
+    meta["output"] = "logits"
     meta.pop("format")
     modelfile.write(folder, tensors, meta)
 

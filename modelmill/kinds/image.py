@@ -30,8 +30,6 @@ DESCRIPTIONS = {
     "_pixel_min": "pixel value below the schema's range",
     "_pixel_max": "pixel value above the schema's range",
 }
-# compression methods that apply to this kind's model
-COMPRESSION = ("dynamic_int8", "static_int8", "prune", "distill")
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "train.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
     "train.batch_size": {"type": "categorical", "choices": [32, 64, 128]},

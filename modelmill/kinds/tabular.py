@@ -28,7 +28,6 @@ KIND = "tabular"
 MAX_CATEGORIES = 1000  # more distinct values: free text or an id, not a category
 DERIVED = ("_features_missing",)
 DESCRIPTIONS = {"_features_missing": "a label whose item_id is not in items (all features missing)"}
-COMPRESSION = ("dynamic_int8", "prune", "distill")
 NUMERIC_TYPES = [
     *(f"{p}{n}" for p in ("int", "uint", "Int", "UInt") for n in (8, 16, 32, 64)),
     "float16", "float32", "float64", "Float32", "Float64", "double", "float", "int",

@@ -37,7 +37,6 @@ DESCRIPTIONS = {
     "_text_bad_encoding": "text holds U+FFFD (undecodable bytes) or control characters",
     "_text_duplicate": "the same text (case and spacing aside) as another item",
 }
-COMPRESSION = ("dynamic_int8", "distill")
 SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "model.text.head_learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
     "model.text.encoder_learning_rate": {"type": "float", "low": 1e-5, "high": 1e-4, "log": True},

@@ -32,7 +32,9 @@ def test_binary_table_trains_evaluates_with_roc_auc_and_its_champion_keeps_its_p
     first = retrain(RetrainParams(project_dir=str(project), epochs=4))
     challenger = first["evaluation"]["challenger"]
     assert challenger["accuracy"] >= 0.9 and challenger["roc_auc"] >= 0.97 and 0 < challenger["threshold"] < 1
-    assert first["registry"]["promoted"] and "not applicable" in first["compression_note"]
+    assert first["registry"]["promoted"] and "dynamic_int8" in [
+        r["name"] for r in first["compression"]["table"]
+    ]
     client = client_for(project)
     run = client.get_run(first["mlflow_run_id"])
     assert run.data.metrics["test_pr_auc"] >= 0.95 and run.data.params["preprocess.kind"] == "tabular"

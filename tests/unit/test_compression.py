@@ -20,7 +20,7 @@ from modelmill.compression.onnx_export import check_parity, export_onnx
 from modelmill.config import ModelConfig, Settings
 from modelmill.data import Dataset, digits, to_tensors
 from modelmill.errors import CompressionError, ConfigError
-from modelmill.models import build_model
+from modelmill.models import build_model, spec_of
 from modelmill.split import split_frame
 from modelmill.training import train
 
@@ -64,7 +64,7 @@ def teacher(settings, splits):
 
 @pytest.fixture(scope="module")
 def report(teacher, settings, splits):
-    return compress(teacher, (8, 8), splits, list(digits.SCHEMA.classes), settings.compress, settings.train)
+    return compress(teacher, splits, list(digits.SCHEMA.classes), settings.compress, settings.train)
 
 
 def test_every_method_yields_a_measured_variant(report, splits):
@@ -132,13 +132,13 @@ def test_selection_and_onnx_of_the_chosen_variant(report):
 
 
 def test_onnx_parity_of_the_float_model(teacher, splits):
-    parity = check_parity(export_onnx(teacher, (8, 8)), teacher, splits["test"][0])
+    parity = check_parity(export_onnx(teacher, splits["test"][0][:1]), teacher, splits["test"][0])
     assert parity.max_abs_diff < 1e-4 and parity.label_agreement == 1.0
 
 
-def test_dynamic_int8_has_no_onnx_mapping(report):
+def test_dynamic_int8_has_no_onnx_mapping(report, splits):
     with pytest.raises(CompressionError, match="ONNX export"):
-        export_onnx(report.variants["dynamic_int8"].module, (8, 8))
+        export_onnx(report.variants["dynamic_int8"].module, splits["test"][0][:1])
 
 
 def test_table_markdown_and_plot(report, tmp_path):
@@ -202,9 +202,16 @@ def test_distillation_loss_with_alpha_zero_is_cross_entropy(teacher, splits):
 
 
 def test_architecture_is_read_back_from_the_module(teacher):
-    arch = architecture_of(teacher, (8, 8))
-    assert arch == Architecture((8, 8), 10, ModelConfig(width=16, hidden=64, dropout=0.2))
+    arch = architecture_of(teacher)
+    assert arch == Architecture(spec_of(teacher)) and arch.family == "convnet"
     assert Architecture.from_dict(arch.to_dict()) == arch
+    # a variant stored before architectures were specs: a grey ConvNet by image shape and config
+    legacy = {
+        "image_shape": [8, 8],
+        "num_classes": 10,
+        "model": ModelConfig(width=16, hidden=64).model_dump(),
+    }
+    assert Architecture.from_dict(legacy) == arch
 
 
 def test_config_rejects_unmeasured_serving_batch_and_bad_sparsity():

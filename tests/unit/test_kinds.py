@@ -17,7 +17,7 @@ def test_every_kind_is_one_module_with_the_same_interface():
         for attr in (
             "schema_from_dict", "fit_preprocessor", "Preprocessor", "default_model_spec", "SEARCH_SPACE",
             "expectations", "derive_columns", "DESCRIPTIONS", "labeling_config", "task_data",
-            "parse_raw", "COMPRESSION",
+            "parse_raw",
         ):  # fmt: skip
             assert hasattr(module, attr), f"{name} lacks {attr}"
 

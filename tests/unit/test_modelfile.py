@@ -13,7 +13,7 @@ from modelmill import modelfile
 from modelmill.compression.storage import Architecture, Recipe, apply_recipe, from_bytes, to_bytes
 from modelmill.config import ModelConfig
 from modelmill.errors import UnsafeModelError
-from modelmill.models import build_model
+from modelmill.models import build_model, spec_of
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -212,7 +212,7 @@ def test_extra_files_are_hashed_and_names_checked(model, tmp_path):
 
 @pytest.mark.parametrize("quantization", [None, "dynamic_int8", "static_int8"])
 def test_quantized_variants_round_trip_exactly_without_pickle(model, quantization, tmp_path):
-    arch = Architecture((8, 8), 10, ModelConfig(width=4, hidden=16))
+    arch = Architecture(spec_of(model))
     recipe = Recipe(quantization)
     variant = apply_recipe(model, arch, recipe, [torch.rand(8, 1, 8, 8)])
     payload = to_bytes(variant, arch, recipe)
@@ -222,7 +222,7 @@ def test_quantized_variants_round_trip_exactly_without_pickle(model, quantizatio
 
 
 def test_a_zlib_bomb_is_refused_at_the_bound(model):
-    arch = Architecture((8, 8), 10, ModelConfig(width=4, hidden=16))
+    arch = Architecture(spec_of(model))
     with pytest.raises(UnsafeModelError, match="zlib bomb"):
         from_bytes(zlib.compress(b"\0" * 10_000_000), max_bytes=1_000_000)
     assert from_bytes(to_bytes(model, arch, Recipe()))[1] == arch
