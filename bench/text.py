@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from modelmill.compression.text import TextVariant, distilled, dynamic_int8, float_size, measure_variants  # noqa: E402
-from modelmill.config import CompressConfig, load_settings  # noqa: E402
+from modelmill.config import load_settings  # noqa: E402
 from modelmill.data import fit_splits  # noqa: E402
 from modelmill.data.rotten_tomatoes import build  # noqa: E402
 from modelmill.encoder import MINILM, TextClassifier, load_pretrained  # noqa: E402
@@ -85,28 +84,42 @@ def main() -> None:
 
 
 def compression(teacher, xy, classes, settings, args, results) -> None:
-    cfg = CompressConfig(latency_batch_sizes=[1, 256], serving_batch_size=256, latency_repeats=args.repeats,
-                         threads=args.threads, distill_epochs=args.distill_epochs)  # fmt: skip
-    variants = [TextVariant("float", teacher, float_size(teacher), {}), dynamic_int8(teacher)]
+    """The compress stage's methods for text (modelmill.compression): dynamic int8 and one distilled
+    student per --student-layers, measured side by side (latency interleaved) on the test split."""
+    from modelmill.compression import architecture_of, methods
+    from modelmill.compression.measure import compare_to_baseline, interleaved_latency_ms, measure
+
+    cfg = settings.compress.model_copy(
+        update={"latency_batch_sizes": [1, 256], "serving_batch_size": 256, "threads": args.threads,
+                "latency_repeats": args.repeats, "distill_epochs": args.distill_epochs,
+                "temperature": args.temperature}
+    )  # fmt: skip
+    arch = architecture_of(teacher)
+    variants = [methods.baseline(teacher, arch), methods.dynamic_int8(teacher, arch)]
     for layers in args.student_layers:
-        tick = time.perf_counter()
-        variants.append(
-            distilled(teacher, xy["train"], xy["val"], cfg, settings.train, settings.model.text, layers)
-        )
-        print(f"distilled {layers}-layer student: {time.perf_counter() - tick:.0f}s", flush=True)
-    rows = measure_variants(variants, xy["test"], classes, cfg)
-    results["compression"] = rows
-    print("\n| variant | macro-F1 | F1 drop (pts) | size MB | size ratio | ms b1 | ms b256 | speed-up b256 |")
+        tick, student_cfg = time.perf_counter(), cfg.model_copy(update={"student_layers": layers})
+        student = methods.distilled(teacher, arch, xy["train"], xy["val"], student_cfg, settings.train,
+                                    settings.model.text)  # fmt: skip
+        student.name = f"distilled_{layers}_layers"
+        variants.append(student)
+        print(f"{student.name}: {time.perf_counter() - tick:.0f}s, {student.settings}", flush=True)
+    latencies = interleaved_latency_ms([v.module for v in variants], xy["test"][0], cfg)
+    rows = [measure(v, xy["test"], classes, cfg, lat) for v, lat in zip(variants, latencies, strict=True)]
+    compare_to_baseline(rows, rows[0])
+    results["compression"] = [r.flat() for r in rows]
+    print("\n| variant | macro-F1 | F1 drop (pts) | size MB | smaller | ms b1 | ms b256 | speed-up b256 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        cells = [r["variant"], f"{r['macro_f1']:.4f}", f"{r['f1_drop_points']:.2f}",
-                 f"{r['size_bytes'] / 1e6:.1f}", f"{r['size_ratio']:.2f}x", f"{r['latency_ms_b1']:.1f}",
-                 f"{r['latency_ms_b256']:.0f}", f"{r['speedup_b256']:.2f}x"]  # fmt: skip
+        drop = 100 * (rows[0].macro_f1 - r.macro_f1)
+        cells = [r.name, f"{r.macro_f1:.4f}", f"{drop:.2f}", f"{r.size_bytes / 1e6:.1f}",
+                 f"{1 / r.size_ratio:.2f}x", f"{r.latency_ms[1]:.1f}", f"{r.latency_ms[256]:.0f}",
+                 f"{r.speedup[256]:.2f}x"]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
-    for s in rows[2:]:
-        verdict = "PASS" if s["speedup_b256"] >= 5 and s["f1_drop_points"] <= 2 else "MISS"
-        print(f"{verdict}: {s['variant']} {s['speedup_b256']:.1f}x faster at batch 256 (>= 5x) for "
-              f"{s['f1_drop_points']:.2f} points of macro-F1 (<= 2)")  # fmt: skip
+    for r in rows[2:]:
+        drop = 100 * (rows[0].macro_f1 - r.macro_f1)
+        verdict = "PASS" if r.speedup[256] >= 5 and drop <= 2 else "MISS"
+        print(f"{verdict}: {r.name} {r.speedup[256]:.1f}x faster at batch 256 (>= 5x) for "
+              f"{drop:.2f} points of macro-F1 (<= 2)")  # fmt: skip
 
 
 def print_models(results: dict) -> None:
@@ -131,6 +144,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--student-layers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
     parser.add_argument("--repeats", type=int, default=5, help="latency rounds per variant")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-compression", action="store_true")

@@ -3,6 +3,7 @@ table, plot, ONNX) and the selected one registered as `<name>-compressed`."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,13 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     source's kind, preprocessor (tokenizer included) and schema: it takes the same raw inputs."""
     from tasks.modelstore import load_verified
 
-    logger, cfg = get_run_logger(), ctx.settings.compress
+    logger = get_run_logger()
     schema, xy = splits.schema(), splits.all_xy()
     loaded = load_verified(ctx.tracker().client, source.name, source.version)
     teacher, spec = loaded.module, loaded.meta["spec"]
     if loaded.meta.get("preprocessing") not in (None, splits.preprocessor_state()):
         logger.warning("compress: %s was fitted on another train split than this run's", source.ref)
-    with progress.bar("compress", total=len(planned_variants(cfg, spec)), unit="variant") as bar:
-        report = compress(
-            teacher, xy, list(schema.classes), cfg, ctx.settings.train, on_variant=bar.advance,
-            text=ctx.settings.model.text,
-        )  # fmt: skip
+    report = _report_with_progress(ctx, teacher, spec, xy, list(schema.classes))
     for method, why in report.skipped.items():
         logger.info("compress: %s skipped: %s", method, why)
     frame = log_report(ctx, report, source)
@@ -109,6 +106,24 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
                 onnx_max_abs_diff=report.onnx.max_abs_diff, onnx_label_agreement=report.onnx.label_agreement
             )
     return out
+
+
+def _report_with_progress(
+    ctx: RunContext, teacher, spec: dict, xy: dict, classes: list[str]
+) -> CompressionReport:
+    """compress() of the teacher, a log line per variant as it is ready (and the bar on a terminal)."""
+    logger, cfg, started = get_run_logger(), ctx.settings.compress, time.perf_counter()
+    planned = planned_variants(cfg, spec)
+    with progress.bar("compress", total=len(planned), unit="variant") as bar:
+
+        def ready(name: str) -> None:
+            bar.advance(name)
+            logger.info("compress: %s ready after %.1fs (%d variants planned)", name,
+                        time.perf_counter() - started, len(planned))  # fmt: skip
+
+        return compress(
+            teacher, xy, classes, cfg, ctx.settings.train, on_variant=ready, text=ctx.settings.model.text
+        )
 
 
 def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict, kind: str) -> bool:

@@ -43,7 +43,13 @@ def train_student(
     loss: LossFn,
 ) -> TrainResult:
     """Fine-tune the student (text fine-tuning's rates, warm-up and decay; cfg.epochs at most, early
-    stopping on the validation loss) against `loss` (the distillation loss)."""
+    stopping on the validation loss) against `loss` (the distillation loss). The word embeddings
+    stay the teacher's fine-tuned ones: most of a small student's weights, and of the optimizer's
+    work per step."""
     text = (text or TextModelConfig()).model_copy(update={"finetune_epochs": cfg.epochs})
     model = student_of(teacher, int(student.spec["encoder"]["layers"]))
-    return finetune(model, train_xy, val_xy, cfg, text, loss=loss)
+    model.encoder.word_embeddings.weight.requires_grad_(False)
+    try:
+        return finetune(model, train_xy, val_xy, cfg, text, loss=loss)
+    finally:
+        model.encoder.word_embeddings.weight.requires_grad_(True)
