@@ -99,6 +99,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sweep", action="store_true", help="try distillation students/T/alpha")
     parser.add_argument("--sources", nargs="+", help="built-in sources: training vs compression time")
     parser.add_argument("--text-limit", type=int, default=1200, help="--sources: texts of rotten_tomatoes")
+    parser.add_argument("--verbose", action="store_true", help="--sources: each source's variant table")
     return parser.parse_args()
 
 
@@ -119,17 +120,18 @@ def load_or_train(path, dataset, splits, settings):
 
 def print_table(rows, batch_sizes) -> None:
     head = (
-        f"{'variant':24s} {'acc':>7s} {'d_acc':>7s} {'size B':>8s} {'size x':>7s} {'dense B':>8s} "
-        f"{'params':>7s} {'nonzero':>7s} "
+        f"{'variant':24s} {'acc':>7s} {'d_acc':>7s} {'d_f1':>7s} {'size B':>9s} {'size x':>7s} "
+        f"{'dense B':>9s} {'params':>7s} {'nonzero':>7s} "
         + " ".join(f"{f'lat b{b} ms':>11s} {f'speed b{b}':>9s}" for b in batch_sizes)
     )
     print(head)
     print("-" * len(head))
     for r in rows:
         timing = " ".join(f"{r.latency_ms[b]:11.3f} {r.speedup[b]:8.2f}x" for b in batch_sizes)
+        f1_delta = (r.macro_f1 - rows[0].macro_f1) * 100  # macro-F1 vs the float model, in points
         print(
-            f"{r.name:24s} {r.accuracy:7.4f} {r.accuracy_delta_points:+7.2f} {r.size_bytes:8d} "
-            f"{r.size_ratio:6.3f}x {r.dense_size_bytes:8d} {r.parameters:7d} "
+            f"{r.name:24s} {r.accuracy:7.4f} {r.accuracy_delta_points:+7.2f} {f1_delta:+7.2f} "
+            f"{r.size_bytes:9d} {r.size_ratio:6.3f}x {r.dense_size_bytes:9d} {r.parameters:7d} "
             f"{r.nonzero_parameters:7d} {timing}"
         )
 
@@ -228,6 +230,9 @@ def compare_sources(args: argparse.Namespace) -> None:
         )
         for method, why in report.skipped.items():
             print(f"{'':16s} {method}: {why}")
+        if args.verbose:
+            print_table(report.rows, settings.compress.latency_batch_sizes)
+            print()
 
 
 if __name__ == "__main__":
