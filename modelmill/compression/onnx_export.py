@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,16 +26,18 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int = 17) -> by
     input (pixels, features or token ids), the batch dimension left dynamic."""
     buffer = io.BytesIO()
     try:
-        torch.onnx.export(
-            module.eval(),
-            (torch.zeros_like(example[:1]),),
-            buffer,  # type: ignore[arg-type]  # annotated as a path; the TorchScript exporter takes a file too
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the text encoder's shape arithmetic
+            torch.onnx.export(
+                module.eval(),
+                (torch.zeros_like(example[:1]),),
+                buffer,  # type: ignore[arg-type]  # annotated as a path; the TorchScript exporter takes a file too
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            )
     except Exception as exc:  # the exporter raises several unrelated types for unsupported ops
         raise CompressionError(
             f"ONNX export of {type(module).__name__} failed: {str(exc).splitlines()[0]}"

@@ -14,6 +14,7 @@ SMALL = {**MINILM, "vocab_size": 64, "hidden": 32, "layers": 3, "heads": 2, "int
 
 
 def test_int8_and_student_of_the_pretrained_encoder():
+    torch.manual_seed(0)
     teacher = load_pretrained(TextClassifier(MINILM, 2)).eval()
     ids = torch.tensor([[101, 2204, 3185, 102, 0], [101, 11771, 3185, 2003, 102]] * 4)
     student = student_of(teacher, 2)
