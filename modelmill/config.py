@@ -218,7 +218,7 @@ class CompressConfig(_Section):
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 256])
     serving_batch_size: int = Field(256, ge=1, description="batch size whose latency select_by=latency uses")
     latency_repeats: int = Field(30, ge=1)
-    latency_seconds: float = Field(20.0, gt=0, description="timing stops after this long (at least 3 rounds)")
+    latency_seconds: float = Field(20.0, gt=0, description="timing stops after this long (at least 2 rounds)")
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
     registered_suffix: str = "-compressed"
     min_explanation_iou: float | None = Field(

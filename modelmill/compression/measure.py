@@ -16,8 +16,10 @@ from modelmill.config import CompressConfig
 from modelmill.evaluation import evaluate_predictions
 from modelmill.training import torch_threads
 
-WARMUP_RUNS = 3
-MIN_ROUNDS = 3
+# one warm-up call per module and batch size, then at least MIN_ROUNDS timed rounds: a text
+# encoder at batch 256 takes seconds per call on one thread, each extra round a few of them
+WARMUP_RUNS = 1
+MIN_ROUNDS = 2
 
 
 @dataclass
@@ -110,7 +112,7 @@ def interleaved_latency_ms(
 ) -> list[dict[int, float]]:
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike;
-    compress.latency_repeats rounds, fewer (at least 3) once compress.latency_seconds have passed."""
+    compress.latency_repeats rounds, fewer (at least 2) once compress.latency_seconds have passed."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
