@@ -27,7 +27,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, opset: int = 17) -> by
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the text encoder's shape arithmetic
+            # the tracer's notes on the text encoder's shape arithmetic (constant per traced length)
+            warnings.filterwarnings("ignore", message="Converting a tensor to a Python")
             torch.onnx.export(
                 module.eval(),
                 (torch.zeros_like(example[:1]),),
