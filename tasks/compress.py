@@ -97,7 +97,8 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         return out
     if chosen is not None:
         path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
-        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes))
+        onnx = {"model.onnx": report.onnx_model} if report.onnx_model is not None else None  # served by ORT
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes), onnx)
         out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(

@@ -253,9 +253,15 @@ def use_backend(backend: str) -> None:
 
 
 def save_folder(
-    folder: str | Path, module: nn.Module, arch: Architecture, recipe: Recipe, classes: list[str]
+    folder: str | Path,
+    module: nn.Module,
+    arch: Architecture,
+    recipe: Recipe,
+    classes: list[str],
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
-    """The variant as a safe model folder (modelmill.modelfile): what the registry holds."""
+    """The variant as a safe model folder (modelmill.modelfile): what the registry holds; extra
+    files (its ONNX export, model.onnx) sit beside the weights, covered by the same manifest."""
     from modelmill import modelfile
 
     tensors, meta = package(module, arch, recipe)
@@ -267,7 +273,7 @@ def save_folder(
         output="logits",
     )
     meta.pop("format")
-    modelfile.write(folder, tensors, meta)
+    modelfile.write(folder, tensors, meta, extra_files)
 
 
 def save(path: str | Path, payload: bytes) -> int:

@@ -39,6 +39,7 @@ def test_health_version_and_the_version_header(server, champion):
     assert health.headers["X-Model-Version"] == champion
     version = server.get("/version").json()
     assert version["model"] == MODEL and version["version"] == champion and version["alias"] == "champion"
+    assert version["runtime"] == "torch"  # a float model: no ONNX export in its folder
     missing = server.get("/no-such-path")
     assert missing.status_code == 404 and missing.headers["X-Model-Version"] == champion
 
