@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -263,7 +263,7 @@ def create_app(
         log.exception("%s %s failed", request.method, request.url.path)
         return error(500, "INTERNAL_ERROR", "internal error (see the server log)")
 
-    def hot(handler: Handler) -> Any:
+    def hot(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:  # POST is answered by Guard; this is the rest
             status, body, version = handler(await request.body())
             return Response(body, status, {VERSION_HEADER: version}, media_type="application/json")
