@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -188,7 +189,7 @@ class Scoring:
             x = served.scorer.model_input(body)
         except PredictionInputError as exc:
             return 400, bad_request(str(exc)), served.version
-        return 200, encode({"predictions": served.scorer.logits(x)}), served.version
+        return 200, encode({"predictions": np.ascontiguousarray(served.scorer.logits(x))}), served.version
 
     def predict(self, raw: bytes) -> tuple[int, bytes, str]:
         body = parsed(raw)
