@@ -66,19 +66,24 @@ class Connection:
         self.host, self.port, self.conn = parts.hostname, parts.port, None
 
     def post(self, path: str, payload: bytes, timeout: float) -> tuple[int, str]:
-        """(status, X-Model-Version); a broken connection is reopened on the next call."""
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-            self.conn.request("POST", path, payload, {"Content-Type": "application/json"})
-            response = self.conn.getresponse()
-            response.read()
-            return response.status, response.getheader("X-Model-Version", "")
-        except (OSError, http.client.HTTPException):
-            if self.conn is not None:
-                self.conn.close()
-            self.conn = None
-            return 0, ""
+        """(status, X-Model-Version), 0 on a failure. A kept-alive connection the server closed
+        meanwhile is reopened and the request sent once more (as urllib3 does), never a fresh one."""
+        for attempt in (0, 1):
+            reused = self.conn is not None
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+                self.conn.request("POST", path, payload, {"Content-Type": "application/json"})
+                response = self.conn.getresponse()
+                response.read()
+                return response.status, response.getheader("X-Model-Version", "")
+            except (OSError, http.client.HTTPException):
+                if self.conn is not None:
+                    self.conn.close()
+                self.conn = None
+                if not reused:
+                    break
+        return 0, ""
 
 
 def paced(

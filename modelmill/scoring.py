@@ -16,6 +16,8 @@ from modelmill.kinds import Preprocessor, Schema, kind_module, preprocessor_from
 from modelmill.modelfile import LoadedModel
 
 ONNX_FILE = "model.onnx"  # a compressed variant's ONNX export, beside its safetensors (tasks/compress.py)
+TORCH, STORED_ONNX, EXPORTED_ONNX = "torch", "onnxruntime (model.onnx)", "onnxruntime (exported at load)"
+EXPORT_PARITY = 1e-5  # largest |onnxruntime - torch| logit difference an export at load may show
 
 # the four input fields of MLflow's scoring protocol (mlflow.pyfunc.scoring_server)
 PROTOCOL_FIELDS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -33,15 +35,12 @@ class Scorer:
     schema: Schema | None
     max_batch: int = 10_000
     input_dtype: str = "float32"  # int64: token ids (the text kind)
-    session: Any = None  # an onnxruntime InferenceSession of the folder's model.onnx (else: torch)
+    session: Any = None  # an onnxruntime InferenceSession (else: the torch module answers)
+    runtime: str = TORCH  # TORCH, STORED_ONNX or EXPORTED_ONNX
 
     @property
     def width(self) -> int:
         return math.prod(self.input_shape)
-
-    @property
-    def runtime(self) -> str:
-        return "torch" if self.session is None else "onnxruntime"
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         if self.session is not None:
@@ -122,9 +121,12 @@ class Scorer:
         ]
 
 
-def scorer_of(loaded: LoadedModel, max_batch: int = 10_000) -> Scorer:
-    """A Scorer for a verified, loaded model folder (its spec, classes, input and preprocessing);
-    through ONNX Runtime when the folder holds a verified model.onnx (a compressed variant's)."""
+def scorer_of(loaded: LoadedModel, max_batch: int = 10_000, export_onnx: bool = True) -> Scorer:
+    """A Scorer for a verified, loaded model folder (its spec, classes, input and preprocessing).
+
+    Through ONNX Runtime when the folder holds a verified model.onnx (a compressed variant's); a
+    float model with float inputs is exported to ONNX at load (`export_onnx`) and kept only when
+    onnxruntime gives torch's logits on random inputs (EXPORT_PARITY); anything else: torch."""
     meta = loaded.meta
     shape = tuple(int(d) for d in (meta.get("input") or {}).get("shape", [-1])[1:])
     kind = str(meta.get("kind") or "image")
@@ -132,9 +134,48 @@ def scorer_of(loaded: LoadedModel, max_batch: int = 10_000) -> Scorer:
     preprocessor = preprocessor_from_state(state) if isinstance(state, dict) else None
     schema = schema_of(meta, kind, loaded.classes)
     dtype = "int64" if (meta.get("input") or {}).get("dtype") == "int64" else "float32"
-    session = onnx_session(loaded)
+    session, runtime = onnx_session(loaded), STORED_ONNX
+    if session is None and export_onnx and dtype == "float32" and not meta.get("recipe"):
+        session, runtime = exported_session(loaded.module, shape), EXPORTED_ONNX
+    runtime = TORCH if session is None else runtime
     classes = tuple(loaded.classes)
-    return Scorer(loaded.module, classes, kind, shape, preprocessor, schema, max_batch, dtype, session)
+    return Scorer(
+        loaded.module, classes, kind, shape, preprocessor, schema, max_batch, dtype, session, runtime
+    )
+
+
+def cpu_session(onnx_model: bytes, threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+
+
+def exported_session(module: torch.nn.Module, input_shape: tuple[int, ...], threads: int = 1) -> Any:
+    """An onnxruntime session of the module (TorchScript-based exporter), or None when it does not
+    export or its logits differ from torch's by more than EXPORT_PARITY."""
+    import io
+    import warnings
+
+    example = torch.zeros(1, *input_shape)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (example,), buffer, dynamo=False, opset_version=17,  # type: ignore[arg-type]
+                              input_names=["x"], output_names=["logits"],
+                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})  # fmt: skip
+        session = cpu_session(buffer.getvalue(), threads)
+        probe = torch.rand(8, *input_shape, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            expected = module(probe).numpy()
+        got = session.run(None, {"x": probe.numpy()})[0]
+    except Exception:  # noqa: BLE001 - the exporter raises many unrelated types: torch serves instead
+        return None
+    if got.shape != expected.shape or float(np.abs(got - expected).max()) > EXPORT_PARITY:
+        return None
+    return session
 
 
 def onnx_session(loaded: LoadedModel, threads: int = 1) -> Any:
@@ -144,15 +185,11 @@ def onnx_session(loaded: LoadedModel, threads: int = 1) -> Any:
         return None
     import hashlib
 
-    import onnxruntime
-
     payload = (loaded.folder / ONNX_FILE).read_bytes()
     if hashlib.sha256(payload).hexdigest() != loaded.manifest.files[ONNX_FILE][0]:
         raise UnsafeModelError(f"{loaded.folder}: {ONNX_FILE}: sha256 does not match the manifest")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        return onnxruntime.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
+        return cpu_session(payload, threads)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own unrelated types
         raise ServingError(f"{loaded.folder}: {ONNX_FILE}: not loadable by onnxruntime ({exc})") from None
 

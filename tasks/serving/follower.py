@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from modelmill.errors import ModelmillError, ServingError
-from modelmill.scoring import Scorer, scorer_of, smoke_check
+from modelmill.scoring import STORED_ONNX, Scorer, scorer_of, smoke_check
 from tasks.aliases import alias_target
 from tasks.modelstore import EXAMPLE_OUTPUT_TAG, load_verified
 
@@ -113,10 +113,10 @@ class ChampionFollower:
 
     def example_output(self, version: str, runtime: str) -> tuple[np.ndarray | None, float]:
         """The logits recorded at registration (by torch) and how close this runtime must come: 1e-4,
-        or through onnxruntime the ONNX parity measured when the variant was exported, with a margin."""
+        or for a stored model.onnx the ONNX parity measured when the variant was exported, with a margin."""
         tags = self.client.get_model_version(self.name, version).tags
         tag, tolerance = tags.get(EXAMPLE_OUTPUT_TAG), 1e-4
-        if runtime == "onnxruntime" and ONNX_PARITY_TAG in tags:
+        if runtime == STORED_ONNX and ONNX_PARITY_TAG in tags:
             tolerance = max(tolerance, 1.5 * float(tags[ONNX_PARITY_TAG]) + 1e-4)
         return (None if tag is None else np.asarray(json.loads(tag), dtype=np.float64)), tolerance
 
