@@ -68,7 +68,7 @@ class Connection:
     def post(self, path: str, payload: bytes, timeout: float) -> tuple[int, str]:
         """(status, X-Model-Version), 0 on a failure. A kept-alive connection the server closed
         meanwhile is reopened and the request sent once more (as urllib3 does), never a fresh one."""
-        for attempt in (0, 1):
+        for _ in (0, 1):
             reused = self.conn is not None
             try:
                 if self.conn is None:
