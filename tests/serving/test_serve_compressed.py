@@ -72,8 +72,13 @@ def test_the_compressed_champion_is_served_through_onnxruntime(server, compresse
     assert (served.argmax(1) == float_logits.argmax(1)).all()  # the same answers as the float model
     rows = digits_rows(compressed_project, 5)
     friendly = server.post("/predict", {"inputs": rows})
+    assert friendly.headers["X-Model-Version"] == version
+    if load_verified(client, COMPRESSED, version).meta.get("preprocessing") is None:
+        # a variant saved without its source's preprocessor (before feat/compress2's source_meta)
+        assert friendly.status_code == 400 and "stores no preprocessing" in friendly.json()["message"]
+        return
     assert friendly.status_code == 200, friendly.text
-    assert friendly.headers["X-Model-Version"] == version and friendly.json()["version"] == version
+    assert friendly.json()["version"] == version
     labels = [p["label"] for p in friendly.json()["predictions"]]
     assert labels == [
         a["label"] for a in float_scorer.answers(float_scorer.logits(float_scorer.raw_input(rows)))
