@@ -78,7 +78,7 @@ class ChampionFollower:
             return False
         try:
             served = self.prepare(target)
-        except (ModelmillError, OSError, ValueError, KeyError) as exc:
+        except (ModelmillError, OSError, ValueError, KeyError, RuntimeError) as exc:  # torch: RuntimeError
             self.reject(target, str(exc))
             return False
         self.current = served  # the swap: one reference assignment
@@ -100,7 +100,7 @@ class ChampionFollower:
             expected, tolerance = self.example_output(version, scorer.runtime)
             smoke_check(scorer, example, expected, where, tolerance)
             for _ in range(WARMUP_ROUNDS):
-                scorer.logits(example[:1])
+                scorer.logits(np.ascontiguousarray(example[:1], dtype=scorer.input_dtype))
             folder = root / f"v{version}-{loaded.manifest.digest[:12]}"
             if folder.exists():  # the same verified bytes are already there: keep that copy
                 shutil.rmtree(staging)
