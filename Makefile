@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install run lint test test-heavy test-fast ui system-deps bench clean-state help optuna bench-tuning \
-        up up-pg down stack-status test-ops bench-skip
+        up up-pg down stack-status test-ops bench-skip bench-stack
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -82,6 +82,9 @@ test-ops: $(STAMP) system-deps  ## operations tests: real servers, headless Chro
 
 bench-skip: $(STAMP)  ## cost of an unchanged nightly run against a full retrain
 	$(BIN)/python bench/skip.py
+
+bench-stack: $(STAMP) system-deps  ## the nightly run through the PostgreSQL stack beside the embedded sqlite default
+	$(BIN)/python bench/stack.py
 
 clean-state:  ## remove local state (.modelmill/), keeping data/ and mlflow/
 	rm -rf .modelmill

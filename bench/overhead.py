@@ -4,7 +4,9 @@ Same data (Fashion-MNIST from Debian's dataset-fashion-mnist), same split, model
 and seed. (a) a bare PyTorch script: read the Parquet files, train, evaluate, save;
 (b) `modelmill run` on a project with that data: DVC sync, GE validation with Data Docs,
 training with per-epoch MLflow logging and system metrics, evaluation of challenger and
-champion, gate, registry, summary artifact — with Prefect's ephemeral API, and (c) the same
+champion, gate, registry, summary artifact (compression, evaluation beyond accuracy and drift
+off: the bare script does none of them, their own benchmarks measure them) — with Prefect's
+ephemeral API, and (c) the same
 against a running local Prefect server (what `make up` gives, where nightly runs run).
 
 The project is first brought to its nightly steady state by one untimed 1-epoch run (the
@@ -70,7 +72,14 @@ def make_project(root: Path, epochs: int, width: int, hidden: int) -> Path:
     params["model"].update(width=width, hidden=hidden)
     params["registry"]["model_name"] = "fashion-bench"
     params["validation"]["min_rows"] = 1000
-    params["compress"]["enabled"] = False  # compression is extra work the bare script does not do
+    # extra work the bare script does not do: compression, evaluation beyond accuracy (attacks,
+    # explanations, calibration: issue 16 has its own <= 25% budget, bench/evaluation.py) and the
+    # drift test. What stays is the orchestration and tracking this benchmark measures.
+    params["compress"]["enabled"] = False
+    params["drift"]["enabled"] = False
+    for part in ("robustness", "explanations"):
+        params["evaluation"][part]["enabled"] = False
+    params["evaluation"]["calibration"]["temperature_scaling"] = False
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = clean_env(root)
     subprocess.run(

@@ -240,17 +240,26 @@ class RobustnessConfig(_Section):
     epsilons: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2])
     pgd_steps: int = Field(5, ge=1)
     pgd_step_factor: float = Field(2.5, gt=0, description="PGD step = factor * epsilon / steps")
-    noise_sigmas: list[float] = Field(default_factory=lambda: [0.1, 0.2])
+    noise_sigmas: list[float] = Field(default_factory=lambda: [0.1, 0.2])  # texts: x the embeddings' std
+    # texts: share of characters perturbed (char_noise) and of words dropped (word_drop)
+    text_rates: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
     max_items: int = Field(512, ge=1, description="test items attacked (a seeded subset beyond this)")
     slack: float = Field(0.01, ge=0, description="accuracy slack of the monotonicity checks")
     seed: int = 42
 
-    @field_validator("epsilons", "noise_sigmas")
+    @field_validator("epsilons", "noise_sigmas", "text_rates")
     @classmethod
     def _non_negative(cls, value: list[float]) -> list[float]:
         if any(v < 0 for v in value):
             raise ValueError("must be >= 0")
         return sorted(value)
+
+    @field_validator("text_rates")
+    @classmethod
+    def _below_one(cls, value: list[float]) -> list[float]:
+        if any(v >= 1 for v in value):
+            raise ValueError("a share of characters or words: must be < 1")
+        return value
 
 
 class ExplanationsConfig(_Section):

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusion_matrix
 from modelmill.evaluation.intervals import PairedComparison
+from modelmill.evaluation.text import TextInputs, text_inputs
 from modelmill.gate import GateDecision, decide
 from tasks.checkpoint import load_checkpoint
 from tasks.context import RunContext
@@ -53,7 +54,10 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     )  # fmt: skip
     kind = getattr(splits.schema(), "kind", "image")
     groups = getattr(splits.preprocessor(), "feature_groups", None)  # tabular: features per column
-    extras = challenger_extras(ctx, tracker, challenger, xy, classes, kind, groups() if groups else None)
+    text = _text_inputs(splits, len(y_test)) if kind == "text" else None
+    extras = challenger_extras(
+        ctx, tracker, challenger, xy, classes, kind, groups() if groups else None, text
+    )
     test_pred = extras.pop("test_pred")
     if extras["failed_checks"]:
         logger.warning("evaluation sanity checks failed: %s", ", ".join(extras["failed_checks"]))
@@ -83,6 +87,15 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
             out.champion_not_comparable = f"champion v{champion.version} was split with {theirs}, not {ours}"
             logger.warning("not comparable: %s", out.champion_not_comparable)
     return out
+
+
+def _text_inputs(splits: SplitRef, n_test: int) -> TextInputs:
+    """The raw test texts (in the test tensors' order) and the fitted tokenizer, for the text checks."""
+    preprocessor = splits.preprocessor()
+    texts = splits.test_rows()[preprocessor.text_column].fillna("").astype(str).tolist()
+    if len(texts) != n_test:
+        raise ValueError(f"{splits.path}: {len(texts)} raw test rows for {n_test} test items")
+    return text_inputs(preprocessor, texts)
 
 
 def _binary(model, splits: SplitRef) -> dict[str, float]:

@@ -12,6 +12,7 @@ from torch import nn
 from modelmill.evaluation.calibration import predict_logits
 from modelmill.evaluation.intervals import paired_bootstrap
 from modelmill.evaluation.suite import XY, run_suite
+from modelmill.evaluation.text import TextInputs
 from tasks.context import RunContext
 from tasks.tracking import Tracker
 
@@ -26,6 +27,7 @@ def challenger_extras(
     classes: list[str],
     kind: str,
     feature_groups: dict[str, list[int]] | None = None,
+    text: TextInputs | None = None,
 ) -> dict[str, Any]:
     """Every configured extra of the challenger, metrics and figures on the run; a small record back
     (with the test predictions under `test_pred`, for the paired comparison). `feature_groups`
@@ -41,6 +43,7 @@ def challenger_extras(
         out,
         kind=kind,
         feature_groups=feature_groups,
+        text=text,
     )
     tracker.log_metrics(
         {**suite.metrics(), **{f"evaluation_seconds_{k}": v for k, v in suite.seconds.items()}}

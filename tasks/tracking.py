@@ -258,8 +258,10 @@ class Tracker:
         self.client.log_table(self.run_id, data=frame, artifact_file=artifact_file)
 
     @contextlib.contextmanager
-    def system_metrics(self, interval: float = 2.0):
-        """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run."""
+    def system_metrics(self, interval: float = 10.0):
+        """MLflow's own system metrics (CPU, memory, GPU when present) sampled into this run, every
+        10 s as MLflow's default (each sample is a store write from a Python thread that competes
+        with the training loop for the GIL and the 2 cores)."""
         # the public switch, start_run(log_system_metrics=True), needs the thread's active run
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 

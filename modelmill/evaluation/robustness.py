@@ -78,20 +78,24 @@ class RobustnessReport:
     attacks: dict[str, dict[float, float]]  # attack -> epsilon -> accuracy
     noise: dict[float, float]  # sigma -> accuracy
     checks: list[SanityCheck] = field(default_factory=list)
+    parameter: str = "eps"  # what the attacks' keys are (texts: the perturbation "rate")
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
     def strongest(self) -> float:
-        """Accuracy under the strongest configured attack (PGD at the largest epsilon)."""
-        pgd_acc = self.attacks.get("pgd") or {0.0: self.clean}
-        return pgd_acc[max(pgd_acc)]
+        """Accuracy under the strongest configured attack: PGD at the largest epsilon, or (texts,
+        whose perturbations are not gradient attacks) the worst perturbation at its largest rate."""
+        if "pgd" in self.attacks or not self.attacks:
+            pgd_acc = self.attacks.get("pgd") or {0.0: self.clean}
+            return pgd_acc[max(pgd_acc)]
+        return min(by_eps[max(by_eps)] for by_eps in self.attacks.values() if by_eps)
 
     def metrics(self) -> dict[str, float]:
         out = {"robust_clean_accuracy": self.clean}
         for name, by_eps in self.attacks.items():
-            out.update({f"robust_{name}_eps_{eps:g}": acc for eps, acc in by_eps.items()})
+            out.update({f"robust_{name}_{self.parameter}_{eps:g}": acc for eps, acc in by_eps.items()})
         out.update({f"robust_noise_sigma_{s:g}": acc for s, acc in self.noise.items()})
         out.update({f"robust_check_{c.name}": float(c.passed) for c in self.checks})
         return out
@@ -102,6 +106,7 @@ class RobustnessReport:
             "n": self.n,
             "attacks": {k: {str(e): a for e, a in v.items()} for k, v in self.attacks.items()},
             "noise": {str(s): a for s, a in self.noise.items()},
+            "parameter": self.parameter,
             "checks": [c.as_dict() for c in self.checks],
         }
 

@@ -29,6 +29,7 @@ from modelmill.evaluation.importance import ColumnImportance, column_importance,
 from modelmill.evaluation.intervals import Interval, bootstrap_intervals
 from modelmill.evaluation.robustness import KIND_BOUNDS, RobustnessReport, evaluate_robustness
 from modelmill.evaluation.sanity import failed_names
+from modelmill.evaluation.text import TextInputs, explain_text, render_token_attributions, text_robustness
 
 XY = tuple[torch.Tensor, torch.Tensor]
 
@@ -82,10 +83,13 @@ def run_suite(
     out_dir: str | Path,
     kind: str = "image",
     feature_groups: dict[str, list[int]] | None = None,
+    text: TextInputs | None = None,
 ) -> SuiteResult:
-    """Every configured extra of `model`; figures (PNG, JSON) land in out_dir. `reference_x` (the
-    training inputs) gives the valid input range of the data kind for the attacks; `feature_groups`
-    (tabular: original column -> its feature indices) adds column importance."""
+    """Every configured extra of `model`; figures (PNG, HTML, JSON) land in out_dir. `reference_x`
+    (the training inputs) gives the valid input range of the data kind for the attacks;
+    `feature_groups` (tabular: original column -> its feature indices) adds column importance;
+    `text` (the text kind: raw test texts, encoding, vocabulary) its token explanations and
+    perturbations."""
     out, seconds = Path(out_dir), {}
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
@@ -97,6 +101,8 @@ def run_suite(
     result = SuiteResult(pred, intervals, {})
     _calibrate(result, model, logits, val, test[1], cfg, out)
     seconds["calibration"] = time.perf_counter() - tick - sum(seconds.values())
+    if kind == "text" and text is not None:
+        _text_extras(result, model, test, classes, cfg, text, out, seconds, tick)
     if cfg.robustness.enabled and kind in KIND_BOUNDS:  # attacks need continuous inputs (not token ids)
         bounds = KIND_BOUNDS[kind](reference_x)
         result.robustness = evaluate_robustness(model, *test, cfg.robustness, bounds)
@@ -117,6 +123,22 @@ def run_suite(
     result.seconds = seconds
     _write_figures(result, out)
     return result
+
+
+def _text_extras(
+    result: SuiteResult, model: nn.Module, test: XY, classes: list[str], cfg: EvaluationConfig,
+    text: TextInputs, out: Path, seconds: dict[str, float], tick: float,
+) -> None:  # fmt: skip
+    if cfg.robustness.enabled:
+        result.robustness = text_robustness(model, test[1], cfg.robustness, text)
+        seconds["robustness"] = time.perf_counter() - tick - sum(seconds.values())
+    if cfg.explanations.enabled:
+        result.explanations = explain_text(model, *test, cfg.explanations, text)
+        page = render_token_attributions(
+            result.explanations, *test, classes, text, out / "token_attributions.html"
+        )
+        result.files["token_attributions"] = page
+        seconds["explanations"] = time.perf_counter() - tick - sum(seconds.values())
 
 
 def _calibrate(

@@ -203,9 +203,12 @@ class TextPreprocessor:
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
     def transform(self, frame: pd.DataFrame) -> torch.Tensor:
+        return self.transform_texts(frame[self.text_column].fillna("").astype(str).tolist())
+
+    def transform_texts(self, texts: list[str]) -> torch.Tensor:
+        """Raw texts -> token ids (N, max_length), as `transform` makes them from a frame."""
         import torch
 
-        texts = frame[self.text_column].fillna("").astype(str).tolist()
         ids = np.zeros((len(texts), self.max_length), dtype=np.int64)
         for row, tokens in enumerate(self.token_ids(texts)):
             kept = tokens

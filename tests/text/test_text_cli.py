@@ -78,9 +78,24 @@ def test_text_import_then_run_trains_evaluates_and_registers(project, tmp_path, 
     run = client.get_run(client.get_model_version("digits-classifier", "1").run_id)
     assert run.data.params["model.text.mode"] == mode
     assert run.data.metrics["test_macro_f1"] >= 0.9  # two sentiment words per text: separable
+    assert_text_evaluation(client, run, tmp_path)
     if mode == "frozen":
         assert list((project / ".modelmill" / "cache" / "embeddings").glob("*.safetensors"))
         label_studio_round_trip(project, tmp_path)
+
+
+def assert_text_evaluation(client, run, tmp_path: Path) -> None:
+    """Token attributions and text perturbations reached the run: figures, checks, the HTML page."""
+    metrics = run.data.metrics
+    assert metrics["robust_char_noise_rate_0"] == metrics["robust_clean_accuracy"]
+    assert metrics["robust_word_drop_rate_0.3"] < metrics["robust_clean_accuracy"]
+    expected = {"robust_noise_sigma_0.2", "explain_deletion_auc_ratio", "explain_check_ig_completeness"}
+    assert expected <= set(metrics)
+    assert metrics["explain_completeness_error_median"] <= 0.01
+    page = client.download_artifacts(run.info.run_id, "evaluation/token_attributions.html", str(tmp_path))
+    assert Path(page).read_text().count("<p><b>") == 4  # two probes per class
+    budget = sum(v for k, v in metrics.items() if k.startswith("evaluation_seconds_"))
+    assert budget <= 60, budget  # issue 16: the extras add at most 60 s on the text workload
 
 
 def label_studio_round_trip(project: Path, tmp_path: Path) -> None:
