@@ -518,6 +518,11 @@ class ServeConfig(_Section):
     max_request_bytes: int = Field(8 * 1024**2, ge=1024, description="largest request body accepted")
     max_batch: int = Field(10_000, ge=1, description="most rows (inputs) in one request")
     cache_dir: str = Field(".modelmill/serve", description="immutable per-version model folders")
+    log_inputs: bool = Field(False, description="keep the raw inputs /predict scored (for drift)")
+    inputs_dir: str = Field(".modelmill/serving/inputs", description="rotating Parquet files of inputs")
+    log_rows_per_file: int = Field(10_000, ge=1, description="rows per inputs file")
+    log_max_files: int = Field(100, ge=1, description="inputs files kept (the oldest removed)")
+    log_flush_seconds: float = Field(10.0, gt=0, description="most seconds before pending inputs are written")
 
 
 class Settings(_Section):

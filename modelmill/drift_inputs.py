@@ -19,6 +19,7 @@ from modelmill.errors import DriftError
 if TYPE_CHECKING:
     from modelmill.kinds.base import Preprocessor
 
+TABLE_SUFFIXES = {".parquet", ".pq", ".csv"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -50,12 +51,15 @@ def _preprocessed(
 def sample_of_inputs(
     path: str | Path, schema: DatasetSchema, name: str | None = None, preprocessor: Preprocessor | None = None
 ) -> DriftSample:
-    """Model inputs in a CSV / Parquet table (the schema's feature columns, optionally `label`),
-    a dataset folder, or a folder of images (greyscale, resized to the schema's image shape)."""
+    """Model inputs in a CSV / Parquet table (the schema's feature columns, optionally `label`), a
+    folder of such tables (`modelmill serve`'s serve.inputs_dir), a dataset folder, or a folder of
+    images (greyscale, resized to the schema's image shape)."""
     path = Path(path)
     name = name or str(path)
     if path.is_dir() and not missing_files(path):
         return sample_of_dataset(path, name, preprocessor)[0]
+    if path.is_dir() and (tables := _tables_in(path)):
+        return _sample_of_frame(pd.concat(tables, ignore_index=True), schema, name, preprocessor)
     if path.is_dir():
         return _sample_of_images(path, schema, name)
     if path.suffix.lower() in {".parquet", ".pq"}:
@@ -65,6 +69,12 @@ def sample_of_inputs(
     else:
         raise DriftError(f"{path}: expected a CSV or Parquet file, a dataset folder or a folder of images")
     return _sample_of_frame(frame, schema, name, preprocessor)
+
+
+def _tables_in(folder: Path) -> list[pd.DataFrame]:
+    """Every Parquet / CSV file of a folder (e.g. the inputs `modelmill serve` logged), in name order."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in TABLE_SUFFIXES and p.is_file())
+    return [pd.read_parquet(f) if f.suffix.lower() != ".csv" else pd.read_csv(f) for f in files]
 
 
 def _sample_of_frame(

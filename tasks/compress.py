@@ -99,7 +99,8 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         return out
     if chosen is not None:
         path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
-        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes), loaded.meta)
+        onnx = {"model.onnx": report.onnx_model} if report.onnx_model is not None else None  # served by ORT
+        save_folder(path, chosen.module, chosen.arch, chosen.recipe, list(schema.classes), loaded.meta, onnx)
         out["chosen"] = {"path": str(path), **report.row(chosen.name).flat()}
         if report.onnx is not None:
             out["chosen"].update(

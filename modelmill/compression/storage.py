@@ -285,9 +285,11 @@ def save_folder(
     recipe: Recipe,
     classes: list[str],
     source_meta: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
     """The variant as a safe model folder (modelmill.modelfile): what the registry holds. With the
-    source model's `meta` (its model.json), the variant takes the same raw inputs as its source."""
+    source model's `meta` (its model.json), the variant takes the same raw inputs as its source;
+    extra files (its ONNX export, model.onnx) sit beside the weights, covered by the same manifest."""
     from modelmill import modelfile
 
     tensors, meta = package(module, arch, recipe)
@@ -297,7 +299,7 @@ def save_folder(
     meta.update({"kind": "image", "preprocessing": None, **source, "classes": [str(c) for c in classes]})
     meta["output"] = "logits"
     meta.pop("format")
-    modelfile.write(folder, tensors, meta)
+    modelfile.write(folder, tensors, meta, extra_files)
 
 
 def save(path: str | Path, payload: bytes) -> int:

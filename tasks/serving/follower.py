@@ -8,6 +8,7 @@ failure is logged and passed to `on_reject` (alerts), and that version is not re
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import shutil
@@ -22,13 +23,14 @@ from typing import Any
 import numpy as np
 
 from modelmill.errors import ModelmillError, ServingError
-from modelmill.scoring import Scorer, scorer_of, smoke_check
+from modelmill.scoring import STORED_ONNX, Scorer, scorer_of, smoke_check
 from tasks.aliases import alias_target
 from tasks.modelstore import EXAMPLE_OUTPUT_TAG, load_verified
 
 log = logging.getLogger("modelmill.serve")
 INPUT_EXAMPLE = "input_example.json"  # written by MLflow beside MLmodel (covered by the manifest)
 WARMUP_ROUNDS = 3
+ONNX_PARITY_TAG = "onnx_max_abs_diff"  # tasks/compress.py: |onnxruntime - torch| on the test split
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,13 @@ class ChampionFollower:
             return False
         try:
             served = self.prepare(target)
-        except (ModelmillError, OSError, ValueError, KeyError) as exc:
+        except (ModelmillError, OSError, ValueError, KeyError, RuntimeError) as exc:  # torch: RuntimeError
             self.reject(target, str(exc))
             return False
         self.current = served  # the swap: one reference assignment
         self.swaps += 1
-        log.info("serving %s v%s (was v%s)", self.name, target, current)
+        gc.freeze()  # what is loaded now is long-lived: out of the collector's way (no gen-2 pauses)
+        log.info("serving %s v%s through %s (was v%s)", self.name, target, served.scorer.runtime, current)
         return True
 
     def prepare(self, version: str) -> Served:
@@ -94,10 +97,10 @@ class ChampionFollower:
             loaded = load_verified(self.client, self.name, version, into=staging)
             scorer = scorer_of(loaded, self.max_batch)
             example = read_example(staging, where)
-            expected = self.example_output(version)
-            smoke_check(scorer, example, expected, where)
+            expected, tolerance = self.example_output(version, scorer.runtime)
+            smoke_check(scorer, example, expected, where, tolerance)
             for _ in range(WARMUP_ROUNDS):
-                scorer.logits(example[:1])
+                scorer.logits(np.ascontiguousarray(example[:1], dtype=scorer.input_dtype))
             folder = root / f"v{version}-{loaded.manifest.digest[:12]}"
             if folder.exists():  # the same verified bytes are already there: keep that copy
                 shutil.rmtree(staging)
@@ -108,9 +111,14 @@ class ChampionFollower:
             raise
         return Served(self.name, str(version), scorer, folder, time.time())
 
-    def example_output(self, version: str) -> np.ndarray | None:
-        tag = self.client.get_model_version(self.name, version).tags.get(EXAMPLE_OUTPUT_TAG)
-        return None if tag is None else np.asarray(json.loads(tag), dtype=np.float64)
+    def example_output(self, version: str, runtime: str) -> tuple[np.ndarray | None, float]:
+        """The logits recorded at registration (by torch) and how close this runtime must come: 1e-4,
+        or for a stored model.onnx the ONNX parity measured when the variant was exported, with a margin."""
+        tags = self.client.get_model_version(self.name, version).tags
+        tag, tolerance = tags.get(EXAMPLE_OUTPUT_TAG), 1e-4
+        if runtime == STORED_ONNX and ONNX_PARITY_TAG in tags:
+            tolerance = max(tolerance, 1.5 * float(tags[ONNX_PARITY_TAG]) + 1e-4)
+        return (None if tag is None else np.asarray(json.loads(tag), dtype=np.float64)), tolerance
 
     def reject(self, version: str, why: str) -> None:
         self.rejected[version] = why

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import requests
 
+from modelmill.scoring import EXPORTED_ONNX
 from tasks.aliases import CHAMPION, alias_target
 from tests.serving.conftest import MODEL, digits_rows, example_inputs, start_server, stop_server
 from tests.support.mlflow_store import client_for
@@ -39,6 +40,7 @@ def test_health_version_and_the_version_header(server, champion):
     assert health.headers["X-Model-Version"] == champion
     version = server.get("/version").json()
     assert version["model"] == MODEL and version["version"] == champion and version["alias"] == "champion"
+    assert version["runtime"] == EXPORTED_ONNX  # a float model: exported at load, parity checked
     missing = server.get("/no-such-path")
     assert missing.status_code == 404 and missing.headers["X-Model-Version"] == champion
 
