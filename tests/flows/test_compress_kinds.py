@@ -4,6 +4,7 @@
 import base64
 import random
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def compressed(project: Path, summary: dict, name: str):
     version = client.get_model_version_by_alias(f"{name}-compressed", "champion")
     assert version.tags["source_version"] == summary["registry"]["version"]
     assert f"{name}-compressed version" in summary["compression_note"]
-    return version, scorer_of(load_verified(client, f"{name}-compressed", version.version))
+    into = Path(tempfile.mkdtemp(prefix="verified-", dir=project))  # kept: model.onnx is read from it
+    return version, scorer_of(load_verified(client, f"{name}-compressed", version.version, into=into))
 
 
 def accuracy_on_raw(scorer, inputs: list, labels: list[str]) -> float:
