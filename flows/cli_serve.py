@@ -99,7 +99,7 @@ def app_from_env() -> Any:
     cfg = settings.serve
     follower = ChampionFollower(
         client, spec["name"], spec["alias"], Path(spec["project_dir"], cfg.cache_dir), cfg.poll_seconds,
-        cfg.max_batch, on_reject=rejection_alert(settings, spec["name"]),
+        cfg.max_batch, on_reject=rejection_alert(settings, spec["name"]), export_onnx=cfg.onnx_at_load,
     )  # fmt: skip
     torch_threads()
     follower.start()

@@ -518,6 +518,9 @@ class ServeConfig(_Section):
     max_request_bytes: int = Field(8 * 1024**2, ge=1024, description="largest request body accepted")
     max_batch: int = Field(10_000, ge=1, description="most rows (inputs) in one request")
     cache_dir: str = Field(".modelmill/serve", description="immutable per-version model folders")
+    onnx_at_load: bool = Field(
+        True, description="export a float model to ONNX at load, served by onnxruntime when its logits match"
+    )
     log_inputs: bool = Field(False, description="keep the raw inputs /predict scored (for drift)")
     inputs_dir: str = Field(".modelmill/serving/inputs", description="rotating Parquet files of inputs")
     log_rows_per_file: int = Field(10_000, ge=1, description="rows per inputs file")

@@ -56,10 +56,11 @@ class ChampionFollower:
         poll_seconds: float = 2.0,
         max_batch: int = 10_000,
         on_reject: Callable[[str, str], None] | None = None,
+        export_onnx: bool = True,
     ):
         self.client, self.name, self.alias = client, name, alias
         self.cache_dir, self.poll_seconds, self.max_batch = Path(cache_dir), poll_seconds, max_batch
-        self.on_reject = on_reject
+        self.on_reject, self.export_onnx = on_reject, export_onnx
         self.current: Served | None = None
         self.rejected: dict[str, str] = {}  # version -> why (never retried)
         self.swaps = 0
@@ -95,7 +96,7 @@ class ChampionFollower:
         staging = Path(tempfile.mkdtemp(prefix=f".v{version}-", dir=root))
         try:
             loaded = load_verified(self.client, self.name, version, into=staging)
-            scorer = scorer_of(loaded, self.max_batch)
+            scorer = scorer_of(loaded, self.max_batch, export_onnx=self.export_onnx)
             example = read_example(staging, where)
             expected, tolerance = self.example_output(version, scorer.runtime)
             smoke_check(scorer, example, expected, where, tolerance)

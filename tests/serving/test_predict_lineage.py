@@ -86,3 +86,18 @@ def test_lineage_of_the_champion_and_of_its_data_version(served_project, champio
     assert "audit: " in shown.stdout and f'"to_version":"{champion}"' in shown.stdout
     listed = cli(served_project, "lineage", "--data", data_version)
     assert listed.returncode == 0 and f"{MODEL}/{champion}" in listed.stdout.splitlines()
+
+
+def test_a_float_model_is_served_by_onnxruntime_unless_told_and_both_agree(served_project, champion):
+    """serve.onnx_at_load: the export at load answers as torch does; off, torch serves it."""
+    import numpy as np
+
+    from modelmill.scoring import EXPORTED_ONNX, TORCH, scorer_of
+    from tasks.modelstore import load_verified
+
+    loaded = load_verified(client_for(served_project), MODEL, champion)
+    exported, plain = scorer_of(loaded), scorer_of(loaded, export_onnx=False)
+    assert (exported.runtime, plain.runtime) == (EXPORTED_ONNX, TORCH)
+    items = pd.read_parquet(served_project / "data" / "items.parquet").head(64)
+    x = plain.raw_input(items.filter(like="px").values.tolist())
+    np.testing.assert_allclose(exported.logits(x), plain.logits(x), atol=1e-5)
