@@ -7,6 +7,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -59,18 +60,22 @@ class BatchAugmenter:
         seed: int,
         num_classes: int | None = None,
         numeric: Sequence[int] | None = None,
+        vocabulary: WordPieces | None = None,
     ):
-        if kind == "text":
-            raise AugmentationError("augment.text applies to texts before encoding: use augment_texts")
+        if kind == "text" and vocabulary is None:
+            raise AugmentationError("augment.text on token ids needs the tokenizer's word pieces")
         if kind == "tabular" and cfg.tabular.mixup and num_classes is None:
             raise AugmentationError("augment.tabular.mixup needs the number of classes")
         self.cfg, self.kind, self.seed = cfg, kind, seed
-        self.num_classes, self.numeric = num_classes, numeric
+        self.num_classes, self.numeric, self.vocabulary = num_classes, numeric, vocabulary
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         generator = batch_generator(self.seed, step)
         if self.kind == "image":
             return augment_images(x, self.cfg.image, generator), y
+        if self.kind == "text":
+            assert self.vocabulary is not None
+            return augment_token_ids(x, self.cfg.text, generator, self.vocabulary), y
         return augment_table(x, y, self.cfg.tabular, generator, self.numeric, self.num_classes)
 
 
@@ -80,12 +85,13 @@ def augmenter_for(
     train_seed: int,
     num_classes: int | None = None,
     numeric: Sequence[int] | None = None,
+    vocabulary: WordPieces | None = None,
 ) -> BatchAugmenter | None:
     """The batch augmenter the configuration asks for (None when augmentation is off)."""
     if not cfg.enabled:
         return None
     seed = cfg.seed if cfg.seed is not None else train_seed
-    return BatchAugmenter(cfg, kind, seed, num_classes, numeric)
+    return BatchAugmenter(cfg, kind, seed, num_classes, numeric, vocabulary)
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -184,6 +190,46 @@ def augment_texts(texts: Sequence[str], cfg: TextAugment, seed: int, step: int =
             if rng.random() < cfg.word_swap:
                 kept[i], kept[i + 1] = kept[i + 1], kept[i]
         out.append(" ".join(kept))
+    return out
+
+
+@dataclass(frozen=True)
+class WordPieces:
+    """What token-level word augmentation needs of a tokenizer, as masks over its vocabulary."""
+
+    continuations: frozenset[int]  # ids of '##' pieces: they continue the word before them
+    special: frozenset[int]  # [CLS], [SEP], [PAD]...: kept where they are
+
+
+def augment_token_ids(
+    ids: torch.Tensor, cfg: TextAugment, generator: torch.Generator, vocabulary: WordPieces
+) -> torch.Tensor:
+    """`augment_texts` on token ids (N, L): each word (a token and its '##' continuations) dropped
+    with probability word_dropout (never every word of a text), adjacent words swapped with
+    probability word_swap; [CLS] first, [SEP] after the words, padding after that."""
+    if cfg.word_dropout == 0 and cfg.word_swap == 0:
+        return ids
+    out = torch.zeros_like(ids)
+    for row, tokens in enumerate(ids.tolist()):
+        content = [i for i, t in enumerate(tokens) if t not in vocabulary.special]
+        if not content:
+            out[row] = ids[row]
+            continue
+        words: list[list[int]] = []
+        for i in content:
+            if tokens[i] not in vocabulary.continuations or not words:
+                words.append([])
+            words[-1].append(tokens[i])
+        drop = torch.rand(len(words), generator=generator) < cfg.word_dropout
+        kept = [w for w, gone in zip(words, drop.tolist(), strict=True) if not gone] or words[-1:]
+        swaps = (torch.rand(max(len(kept) - 1, 1), generator=generator) < cfg.word_swap).tolist()
+        for i in range(len(kept) - 1):
+            if swaps[i]:
+                kept[i], kept[i + 1] = kept[i + 1], kept[i]
+        before = tokens[: content[0]]
+        after = [t for t in tokens[content[-1] + 1 :] if t != 0]
+        new = (before + [t for w in kept for t in w] + after)[: len(tokens)]
+        out[row, : len(new)] = torch.tensor(new, dtype=ids.dtype)
     return out
 
 

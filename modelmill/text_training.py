@@ -18,7 +18,9 @@ from modelmill.atomic import atomic_path
 from modelmill.config import TextModelConfig, TrainConfig
 from modelmill.device import select_device
 from modelmill.encoder import TextClassifier
+from modelmill.errors import ConfigError
 from modelmill.training import (
+    Augment,
     EpochMetrics,
     LossFn,
     OnEpoch,
@@ -43,11 +45,15 @@ def train_text(
     text: TextModelConfig,
     cache_dir: str | Path | None = None,
     on_epoch: OnEpoch | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
-    """Train `model` on token ids in the configured mode (model.text.mode)."""
+    """Train `model` on token ids in the configured mode (model.text.mode); `augment` transforms
+    each fine-tuning batch (frozen mode embeds every text once, so it cannot augment)."""
     if text.mode == "frozen":
+        if augment is not None:
+            raise ConfigError("augment.text needs model.text.mode: finetune (frozen embeds each text once)")
         return train_frozen(model, train_xy, val_xy, cfg, text, cache_dir, on_epoch)
-    return finetune(model, train_xy, val_xy, cfg, text, on_epoch)
+    return finetune(model, train_xy, val_xy, cfg, text, on_epoch, augment=augment)
 
 
 @torch.no_grad()
@@ -122,12 +128,13 @@ def finetune(
     text: TextModelConfig,
     on_epoch: OnEpoch | None = None,
     loss: LossFn | None = None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate;
     it stops after train.patience epochs without a val-loss gain and keeps the best epoch. `loss`
     replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
     with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
-        result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss)
+        result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss, augment)
     result.determinism = promise
     return result
 
@@ -140,6 +147,7 @@ def _finetune(
     text: TextModelConfig,
     on_epoch: OnEpoch | None,
     loss_of: LossFn | None,
+    augment: Augment | None = None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -159,11 +167,15 @@ def _finetune(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_then_decay(s, warmup, total))
     loss_fn, history = nn.CrossEntropyLoss(), []
     best_loss, best_state, best_epoch, started = float("inf"), None, 0, time.perf_counter()
+    step = 0
     for epoch in range(1, text.finetune_epochs + 1):
         tick, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         model.train()
         for x_batch, y_batch in loader:
-            x, y = x_batch.to(device), y_batch.to(device)
+            # augmented on the CPU token ids, seeded by the batch number
+            x_cpu, y_cpu = augment(x_batch, y_batch, step) if augment is not None else (x_batch, y_batch)
+            step += 1
+            x, y = x_cpu.to(device), y_cpu.to(device)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_of(logits, x, y) if loss_of is not None else loss_fn(logits, y)

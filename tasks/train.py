@@ -33,7 +33,10 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
     seed_everything(cfg.train.seed)  # before the weights are initialised: same inputs, same model
     model = default_model(schema, cfg.model, splits.preprocessor())  # the kind's model for the schema
     tracker.log_params({"model.parameters": count_parameters(model)})
-    augment = augmenter_for(cfg.augment, schema.kind, cfg.train.seed, num_classes=len(schema.classes))
+    pieces = splits.preprocessor().word_pieces() if schema.kind == "text" and cfg.augment.enabled else None
+    augment = augmenter_for(
+        cfg.augment, schema.kind, cfg.train.seed, num_classes=len(schema.classes), vocabulary=pieces
+    )
     if augment is not None:
         tracker.log_text(spec_json(cfg.augment, schema.kind), "augmentation.json")
         tracker.log_params({"augment.hash": spec_hash(cfg.augment, schema.kind)})
@@ -63,7 +66,7 @@ def train_challenger(ctx: RunContext, splits: SplitRef) -> str:
             cache = Path(ctx.project_dir, EMBEDDINGS_DIR)
             tracker.log_params({"model.text.mode": cfg.model.text.mode})
             result = train_text(model, splits.xy("train"), splits.xy("val"), cfg.train, cfg.model.text,
-                                cache_dir=cache, on_epoch=on_epoch)  # fmt: skip
+                                cache_dir=cache, on_epoch=on_epoch, augment=augment)  # fmt: skip
         else:
             result = train(
                 model, splits.xy("train"), splits.xy("val"), cfg.train, on_epoch=on_epoch, augment=augment

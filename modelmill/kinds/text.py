@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
     from tokenizers import Tokenizer
 
+    from modelmill.augment import WordPieces
     from modelmill.config import ModelConfig, ValidationConfig
 
 KIND = "text"
@@ -215,6 +216,15 @@ class TextPreprocessor:
                 kept = [*tokens[: self.max_length - 1], tokens[-1]]
             ids[row, : len(kept)] = kept
         return torch.from_numpy(ids)
+
+    def word_pieces(self) -> WordPieces:
+        """The tokenizer's '##' continuation and special ids (token-level word augmentation)."""
+        from modelmill.augment import WordPieces
+
+        vocab = self.tokenizer.get_vocab()
+        special = {int(t["id"]) for t in self.tokenizer_json.get("added_tokens", []) if t.get("special")}
+        continuations = frozenset(i for token, i in vocab.items() if token.startswith("##"))
+        return WordPieces(continuations, frozenset(special | {0}))
 
     def state(self) -> dict[str, Any]:
         return {

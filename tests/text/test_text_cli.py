@@ -52,6 +52,8 @@ def tiny_text_settings(project: Path, mode: str) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["model"]["text"].update({"mode": mode, "finetune_epochs": 1})
     params["train"].update({"epochs": 3, "batch_size": 32})
+    if mode == "finetune":  # token-level word dropout and swaps on the training batches
+        params["augment"].update({"enabled": True, "text": {"word_dropout": 0.1, "word_swap": 0.1}})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -77,6 +79,7 @@ def test_text_import_then_run_trains_evaluates_and_registers(project, tmp_path, 
     client = client_for(project)
     run = client.get_run(client.get_model_version("digits-classifier", "1").run_id)
     assert run.data.params["model.text.mode"] == mode
+    assert ("augment.hash" in run.data.params) == (mode == "finetune")
     assert run.data.metrics["test_macro_f1"] >= 0.9  # two sentiment words per text: separable
     assert_text_evaluation(client, run, tmp_path)
     if mode == "frozen":

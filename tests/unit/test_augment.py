@@ -161,3 +161,46 @@ def test_robustness_table_has_clean_and_perturbed_copies():
     table = robustness_table(build_model((8, 8), 2, ModelConfig(width=2, depth=1, hidden=4)), x, y, "image")
     assert list(table) == ["clean", "rotated +15", "rotated -15", "scaled 0.8", "scaled 1.2", "noisy 0.1"]
     assert all(0 <= v <= 1 for v in table.values())
+
+
+def test_token_ids_lose_and_swap_whole_words_and_keep_cls_sep_and_padding():
+    """augment.text on the tokenizer's ids: a word and its '##' pieces move or go together, seeded."""
+    import pandas as pd
+
+    from modelmill.augment import BatchAugmenter
+    from modelmill.config import AugmentConfig
+    from modelmill.kinds.text import fit_preprocessor, text_schema
+
+    texts = ["the unbelievably charming film", "an overwrought, tedious plot twist"]
+    schema = text_schema("t", ("a", "b"), pd.Series(texts), "body")
+    pre = fit_preprocessor(pd.DataFrame({"body": texts}), schema)
+    ids = pre.transform_texts(texts)
+    pieces = pre.word_pieces()
+    cfg = AugmentConfig(enabled=True, text={"word_dropout": 0.3, "word_swap": 0.3})
+    augment = BatchAugmenter(cfg, "text", seed=7, vocabulary=pieces)
+    y = torch.tensor([0, 1])
+    out, same_y = augment(ids, y, step=3)
+    assert torch.equal(out, augment(ids, y, step=3)[0]) and same_y is y
+    assert any(not torch.equal(augment(ids, y, step=s)[0], ids) for s in range(5))
+
+    def words(row):
+        tokens = [pre.tokenizer.id_to_token(t) for t in row.tolist() if t not in pieces.special]
+        return " ".join(tokens).replace(" ##", "").split()
+
+    for before, after in zip(ids, out, strict=True):
+        assert after[0] == before[0] and int((after != 0).sum()) <= int((before != 0).sum())
+        assert pre.tokenizer.id_to_token(int(after[after != 0][-1])) == "[SEP]"
+        assert set(words(after)) <= set(words(before)) and words(after)  # whole words, never none
+    off = BatchAugmenter(AugmentConfig(enabled=True), "text", seed=7, vocabulary=pieces)
+    assert torch.equal(off(ids, y, step=0)[0], ids)
+
+
+def test_frozen_text_mode_refuses_augmentation_with_a_clear_error():
+    from modelmill.config import TextModelConfig, TrainConfig
+    from modelmill.errors import ConfigError
+    from modelmill.text_training import train_text
+
+    xy = (torch.zeros(2, 4, dtype=torch.long), torch.tensor([0, 1]))
+    frozen = TextModelConfig(mode="frozen")
+    with pytest.raises(ConfigError, match="augment.text needs model.text.mode: finetune"):
+        train_text(None, xy, xy, TrainConfig(), frozen, augment=lambda x, y, s: (x, y))
