@@ -260,6 +260,7 @@ class RobustnessConfig(_Section):
     # texts: share of characters perturbed (char_noise) and of words dropped (word_drop)
     text_rates: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.2, 0.3])
     max_items: int = Field(512, ge=1, description="test items attacked (a seeded subset beyond this)")
+    text_max_items: int = Field(256, ge=1, description="texts: test items perturbed (each rate: a pass)")
     slack: float = Field(0.01, ge=0, description="accuracy slack of the monotonicity checks")
     seed: int = 42
 
@@ -285,6 +286,9 @@ class ExplanationsConfig(_Section):
         128,
         ge=2,
         description="IG steps (Gauss-Legendre); at 64, 25% of digits probes missed the 1% completeness",
+    )
+    text_ig_steps: int = Field(
+        32, ge=2, description="texts: IG steps (largest completeness error at 32: 3e-4)"
     )
     completeness_tolerance: float = Field(0.01, gt=0)
     completeness_share: float = Field(0.95, gt=0, le=1, description="probes that must meet the tolerance")

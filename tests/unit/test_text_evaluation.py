@@ -66,14 +66,15 @@ def test_token_attributions_pass_completeness_deletion_and_randomisation(trained
 def test_randomisation_check_fails_when_the_compared_model_is_the_trained_one(trained):
     model, inputs, ids, y = trained
     same = copy.deepcopy(model)
-    report = text_eval.explain_text(model, ids, y, ExplanationsConfig(ig_steps=16), inputs, randomised=same)
+    cfg = ExplanationsConfig(text_ig_steps=8)
+    report = text_eval.explain_text(model, ids, y, cfg, inputs, randomised=same)
     check = next(c for c in report.checks if c.name == "model_randomisation")
     assert not check.passed and check.value > 0.99
 
 
 def test_token_attributions_render_as_escaped_highlighted_html(trained, tmp_path):
     model, inputs, ids, y = trained
-    cfg = ExplanationsConfig(probes_per_class=1, ig_steps=16)
+    cfg = ExplanationsConfig(probes_per_class=1, text_ig_steps=8)
     report = text_eval.explain_text(model, ids, y, cfg, inputs)
     page = text_eval.render_token_attributions(report, ids, y, ["<neg>", "pos"], inputs, tmp_path / "t.html")
     body = page.read_text()
