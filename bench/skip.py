@@ -26,6 +26,7 @@ SOURCES = (
     "modelmill",
     "tasks",
     "flows",
+    "prefect.yaml",  # bench/stack.py deploys it
     "params.yaml",
     "pyproject.toml",
     ".dvc",

@@ -10,7 +10,14 @@ import torch
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from modelmill.evaluation.card import CARD_JSON, CARD_MD, CardFacts, card_markdown, write_card
+from modelmill.evaluation.card import (
+    CARD_JSON,
+    CARD_MD,
+    CardFacts,
+    card_markdown,
+    version_description,
+    write_card,
+)
 from tasks.context import Lineage, RunContext
 from tasks.evaluate import Evaluation
 from tasks.progress import stage
@@ -92,7 +99,8 @@ def model_card(
     tracker.log_artifact(folder, CARD_DIR)
     markdown = card_markdown(facts)
     client = tracker.client
-    client.update_model_version(name, version, description=markdown)
+    full_card = f"runs:/{ctx.run_id}/{CARD_DIR}/{CARD_MD}"
+    client.update_model_version(name, version, description=version_description(markdown, full_card))
     tags = {
         "model_card": f"runs:/{ctx.run_id}/{CARD_DIR}/{CARD_MD}",
         "model_card_json": f"runs:/{ctx.run_id}/{CARD_DIR}/{CARD_JSON}",

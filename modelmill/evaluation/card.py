@@ -202,3 +202,27 @@ def _importance_table(importance: dict[str, Any], top: int = 15) -> str:
     rows = "\n".join(f"| {c} | {drop[c] * 100:.2f} | {ig[c]:.4g} |" for c in importance["ranked"][:top])
     head = "| column | accuracy drop when permuted (points) | mean abs IG |\n| --- | --- | --- |"
     return f"Column importance ({importance['permutation_repeats']} permutations each):\n\n{head}\n{rows}"
+
+
+# MLflow's SQL schema stores a model version's description as VARCHAR(5000): PostgreSQL and MySQL
+# refuse a longer one (sqlite does not check), so the card is cut to whole sections below that
+DESCRIPTION_LIMIT = 5000
+
+
+def version_description(markdown: str, full_card: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """The card as a model version's description: whole if it fits in `limit` characters, else
+    without its largest sections (named, with `full_card`, where the whole card is) until it fits."""
+    if len(markdown) <= limit:
+        return markdown
+    head, *sections = markdown.rstrip("\n").split("\n\n## ")
+    cut: list[str] = []
+
+    def text() -> str:
+        note = f"*Cut to fit MLflow's description limit: {', '.join(cut)}; the whole card: `{full_card}`.*"
+        return "\n\n## ".join([head, *sections]) + f"\n\n{note}\n"
+
+    while sections and len(text()) > limit:
+        largest = max(sections, key=len)
+        sections.remove(largest)
+        cut.append(largest.split("\n", 1)[0])
+    return text() if len(text()) <= limit else text()[: limit - 1] + "\n"

@@ -68,3 +68,21 @@ def test_a_tables_card_ranks_its_columns():
     table = md.split("Column importance (5 permutations each):")[1]
     assert table.index("| income | 12.50 | 0.8 |") < table.index("| city | 0.00 | 0.1 |")
     assert "column_importance" not in md.split("Column importance")[0]  # not dumped as JSON too
+
+
+def test_a_long_card_drops_its_largest_sections_to_fit_mlflows_description_limit():
+    """PostgreSQL refuses a model version description over 5000 characters (sqlite does not)."""
+    from modelmill.evaluation.card import DESCRIPTION_LIMIT, version_description
+
+    sizes = [300, 2500, 400, 1800, 600, 1200, 200]
+    sections = [f"## Section {i}\n\n" + "x" * n for i, n in enumerate(sizes)]
+    card = "---\nfront: matter\n---\n\n" + "\n\n".join(sections) + "\n"
+    short = version_description(card, "runs:/abc/card/README.md")
+    assert len(card) > DESCRIPTION_LIMIT >= len(short)
+    kept = [f"## Section {i}" for i in (0, 2, 3, 4, 5, 6)]
+    assert short.startswith("---\nfront: matter") and all(k in short for k in kept)
+    assert "## Section 1\n" not in short
+    assert short.rstrip().endswith(
+        "Cut to fit MLflow's description limit: Section 1; the whole card: `runs:/abc/card/README.md`.*"
+    )
+    assert version_description("# small card\n", "x") == "# small card\n"
