@@ -94,7 +94,7 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "not_applicable": report.skipped,
     }
     if chosen is not None and not _keeps_the_reasons(
-        ctx, teacher, chosen.module, xy["test"], out, schema.kind
+        ctx, teacher, chosen.module, xy["test"], out, schema.kind, splits
     ):
         return out
     if chosen is not None:
@@ -127,16 +127,23 @@ def _report_with_progress(
         )
 
 
-def _keeps_the_reasons(ctx: RunContext, teacher, variant, test_xy, out: dict, kind: str) -> bool:
+def _keeps_the_reasons(
+    ctx: RunContext, teacher, variant, test_xy, out: dict, kind: str, splits: SplitRef
+) -> bool:
     """IoU of the selected variant's top attributions with the float model's on the probe set,
-    logged; False (nothing registered) when below compress.min_explanation_iou. Kinds without
-    attribution baselines (token ids: text) are not checked."""
+    logged; False (nothing registered) when below compress.min_explanation_iou. Texts: words
+    occluded with [MASK]; kinds without an attribution baseline are not checked."""
     from modelmill.evaluation.explanations import KIND_BASELINES, explanation_iou
+    from modelmill.evaluation.text import text_explanation_iou, text_inputs
 
-    if kind not in KIND_BASELINES:
+    cfg = ctx.settings.evaluation.explanations
+    if kind == "text":
+        iou = text_explanation_iou(teacher, variant, *test_xy, cfg, text_inputs(splits.preprocessor(), []))
+    elif kind in KIND_BASELINES:
+        iou = explanation_iou(teacher, variant, *test_xy, cfg)
+    else:
         out["explanation_iou"] = None
         return True
-    iou = explanation_iou(teacher, variant, *test_xy, ctx.settings.evaluation.explanations)
     ctx.tracker().log_metrics({"compress_explanation_iou": iou})
     out["explanation_iou"] = iou
     floor = ctx.settings.compress.min_explanation_iou

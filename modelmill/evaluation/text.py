@@ -309,3 +309,38 @@ def text_robustness(
         for c in attack_sanity_checks(clean, results, cfg.slack)
     ]
     return report
+
+
+@torch.no_grad()
+def word_occlusion(
+    model: nn.Module, ids: torch.Tensor, target: int, positions: torch.Tensor, baseline_id: int
+) -> torch.Tensor:
+    """Drop in the target logit when each word position alone becomes the baseline token (forward
+    passes only, so int8 variants are explained the same way as their float model)."""
+    variants = ids.repeat(len(positions), 1)
+    variants[torch.arange(len(positions)), positions] = baseline_id
+    logits: torch.Tensor = model(torch.cat([ids, variants]))
+    return (logits[0, target] - logits[1:, target]).cpu()
+
+
+def text_explanation_iou(
+    reference: nn.Module, variant: nn.Module, ids: torch.Tensor, y: torch.Tensor, cfg: ExplanationsConfig,
+    inputs: TextInputs,
+) -> float:  # fmt: skip
+    """Mean over the probe set of the IoU of the top `cfg.top_fraction` words by word occlusion of
+    `variant` with `reference`'s (the reference's predicted class): does compression keep the reasons?"""
+    probes = ids[probe_indices(y, cfg.probes_per_class, cfg.seed)]
+    reference.eval(), variant.eval()
+    scores: list[float] = []
+    with torch.no_grad():
+        targets = reference(probes).argmax(1).tolist()
+    for row, target in zip(probes, targets, strict=True):
+        positions = _content(row[None], inputs)[0].nonzero().squeeze(1)
+        if len(positions) == 0:
+            continue
+        a = word_occlusion(reference, row[None], target, positions, inputs.baseline_id).abs()
+        b = word_occlusion(variant, row[None], target, positions, inputs.baseline_id).abs()
+        k = max(1, int(round(cfg.top_fraction * len(positions))))
+        top_a, top_b = set(a.topk(k).indices.tolist()), set(b.topk(k).indices.tolist())
+        scores.append(len(top_a & top_b) / len(top_a | top_b))
+    return float(np.mean(scores)) if scores else float("nan")

@@ -146,6 +146,7 @@ def test_text_champion_is_distilled_and_its_variant_takes_raw_texts(project, tmp
     assert list(table) == ["float", "dynamic_int8", "distilled"]
     assert table["distilled"]["parameters"] < table["float"]["parameters"]
     assert set(summary["compression"]["not_applicable"]) == {"static_int8", "prune"}
+    assert 0.0 <= summary["compression"]["explanation_iou"] <= 1.0  # words occluded with [MASK]
     version, scorer = compressed(project, summary, "reviews")
     assert scorer.kind == "text" and scorer.input_dtype == "int64"
     assert scorer.preprocessor is not None and scorer.preprocessor.tokenizer_sha256  # the tokenizer travels

@@ -127,3 +127,11 @@ def test_text_drift_is_measured_on_the_sentence_encoders_embeddings(trained):
     moved = [" ".join(PRODUCT[FILLER.index(w)] if w in FILLER else w for w in t.split()) for t in texts]
     other = compare(model, reference, sample("products", moved, y), ["0", "1"], cfg)
     assert "embeddings" in other.drifted_tests() and "labels" not in other.drifted_tests(), other.tests
+
+
+def test_compression_keeps_the_reasons_is_one_for_the_same_model_and_lower_for_another(trained):
+    model, inputs, ids, y = trained
+    cfg = ExplanationsConfig(top_fraction=0.25)
+    assert text_eval.text_explanation_iou(model, copy.deepcopy(model), ids, y, cfg, inputs) == 1.0
+    other = text_eval.reinitialised(model, seed=3)
+    assert text_eval.text_explanation_iou(model, other, ids, y, cfg, inputs) < 0.6
