@@ -47,7 +47,6 @@ def text_inputs(preprocessor: object, texts: list[str]) -> TextInputs:
     if not isinstance(preprocessor, TextPreprocessor):
         raise TypeError(f"the text checks need a TextPreprocessor, not {type(preprocessor).__name__}")
     tokenizer = preprocessor.tokenizer
-    special = {int(t["id"]) for t in preprocessor.tokenizer_json.get("added_tokens", []) if t.get("special")}
     baseline = tokenizer.token_to_id("[MASK]")
     if baseline is None:
         baseline = tokenizer.token_to_id("[UNK]")
@@ -55,7 +54,7 @@ def text_inputs(preprocessor: object, texts: list[str]) -> TextInputs:
         raise ValueError("the tokenizer has neither [MASK] nor [UNK]: no baseline token for the explanations")
     return TextInputs(
         list(texts), preprocessor.transform_texts, lambda i: tokenizer.id_to_token(i) or "?",
-        frozenset(special | {0}), int(baseline),
+        preprocessor.special_ids(), int(baseline),
     )  # fmt: skip
 
 

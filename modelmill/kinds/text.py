@@ -222,9 +222,13 @@ class TextPreprocessor:
         from modelmill.augment import WordPieces
 
         vocab = self.tokenizer.get_vocab()
-        special = {int(t["id"]) for t in self.tokenizer_json.get("added_tokens", []) if t.get("special")}
         continuations = frozenset(i for token, i in vocab.items() if token.startswith("##"))
-        return WordPieces(continuations, frozenset(special | {0}))
+        return WordPieces(continuations, self.special_ids())
+
+    def special_ids(self) -> frozenset[int]:
+        """The tokenizer's special tokens ([CLS], [SEP], [MASK]...) and the padding id."""
+        special = {int(t["id"]) for t in self.tokenizer_json.get("added_tokens", []) if t.get("special")}
+        return frozenset(special | {0})
 
     def state(self) -> dict[str, Any]:
         return {
