@@ -3,8 +3,9 @@
     python bench/compression.py                     # trains a champion with params.yaml defaults
     python bench/compression.py --champion model/  # a saved model folder (modelmill.modelfile) instead
     python bench/compression.py --sweep             # also: distillation students/T/alpha tried
-    python bench/compression.py --sources digits breast_cancer penguins rotten_tomatoes
-                                                    # training vs compression time per built-in source
+    python bench/compression.py --sources digits breast_cancer penguins rotten_tomatoes [--epochs N]
+                                                    # training vs compression time per built-in source,
+                                                    # the time budget on (--no-budget: off)
 
 Prints, per variant: stored size ratio, latency ratio (float / variant; >1 = faster) at each
 measured batch size, accuracy delta in points — and the issue's targets as PASS/MISS lines.
@@ -100,6 +101,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sources", nargs="+", help="built-in sources: training vs compression time")
     parser.add_argument("--text-limit", type=int, default=1200, help="--sources: texts of rotten_tomatoes")
     parser.add_argument("--verbose", action="store_true", help="--sources: each source's variant table")
+    parser.add_argument("--epochs", type=int, help="--sources: train.epochs (e.g. fewer for fashion_mnist)")
+    parser.add_argument("--no-budget", action="store_true", help="--sources: compress.max_train_ratio null")
     return parser.parse_args()
 
 
@@ -195,44 +198,67 @@ def sweep(champion, dataset, splits, settings, baseline) -> None:
 
 def compare_sources(args: argparse.Namespace) -> None:
     """Per built-in source, as `modelmill run` does it: the kind's preprocessor fitted on train, its
-    default model trained (early stopping on val), then the compress stage's core on the same splits;
-    wall times of both and their ratio (issue 11: compression <= 0.5x training)."""
+    default model trained (early stopping on val), then the compress stage's core on the same splits
+    with its time budget (compress.max_train_ratio x the training seconds, --no-budget: none); wall
+    times of both, their ratio (issue 11: compression <= 0.5x training), each variant's accuracy
+    delta and what the budget skipped."""
+    print(f"{'source':16s} {'items':>6s} {'train s':>8s} {'compress s':>10s} {'ratio':>6s}  selected")
+    met = {}
+    for source in args.sources:
+        report, train_seconds, seconds, items = compress_source(source, args)
+        ratio = seconds / train_seconds
+        met[source] = ratio <= 0.5
+        print(
+            f"{source:16s} {items:6d} {train_seconds:8.1f} {seconds:10.1f} {ratio:5.2f}x  "
+            f"{report.selection.chosen or 'none'}  [{'MET' if met[source] else 'MISS'} <= 0.5x]",
+            flush=True,
+        )
+        for row in report.rows[1:]:
+            print(
+                f"{'':16s} {row.name:22s} {row.accuracy_delta_points:+6.2f} points  {row.size_ratio:5.3f}x size"
+            )
+        for method, why in report.skipped.items():
+            print(f"{'':16s} {method:22s} {why}")
+        if args.verbose:
+            steps = ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items())
+            print(f"{'':16s} seconds: {steps}")
+            print_table(report.rows, report.rows[0].latency_ms.keys())
+            print()
+    print(f"\ntarget (compression <= 0.5x training): {sum(met.values())} of {len(met)} sources MET")
+
+
+def compress_source(source: str, args: argparse.Namespace):
+    """(report, training seconds, compression seconds, items) of one built-in source."""
+    from modelmill.compression import TimeBudget
     from modelmill.data import bootstrap, fit_splits, load_dataset
     from modelmill.kinds import default_model
     from modelmill.text_training import train_text
 
-    print(f"{'source':16s} {'items':>6s} {'train s':>8s} {'compress s':>10s} {'ratio':>6s}  selected")
-    for source in args.sources:
-        overrides = {"train.num_threads": args.train_threads, "compress.threads": args.threads,
-                     "model.text.finetune_epochs": 1, "data.source": source}  # fmt: skip
-        settings = load_settings(None, overrides)
-        with tempfile.TemporaryDirectory() as folder:
-            dataset = load_dataset(bootstrap(Path(folder, "data"), source))
-        labeled = dataset.labeled()
-        if dataset.schema.kind == "text":  # a short config: the first texts, one fine-tune epoch
-            labeled = labeled.head(args.text_limit)
-        preprocessor, xy = fit_splits(split_frame(labeled, settings.split), dataset.schema)
-        model = default_model(dataset.schema, settings.model, preprocessor)
-        tick = time.perf_counter()
-        if dataset.schema.kind == "text":
-            trained = train_text(model, xy["train"], xy["val"], settings.train, settings.model.text).model
-        else:
-            trained = train(model, xy["train"], xy["val"], settings.train).model
-        train_seconds, tick = time.perf_counter() - tick, time.perf_counter()
-        classes = list(dataset.schema.classes)
-        report = compress(trained, xy, classes, settings.compress, settings.train, text=settings.model.text)
-        seconds = time.perf_counter() - tick
-        ratio = seconds / train_seconds
-        print(
-            f"{source:16s} {len(labeled):6d} {train_seconds:8.1f} {seconds:10.1f} {ratio:5.2f}x  "
-            f"{report.selection.chosen or 'none'} [{'PASS' if ratio <= 0.5 else 'MISS'} <= 0.5x]",
-            flush=True,
-        )
-        for method, why in report.skipped.items():
-            print(f"{'':16s} {method}: {why}")
-        if args.verbose:
-            print_table(report.rows, settings.compress.latency_batch_sizes)
-            print()
+    overrides = {"train.num_threads": args.train_threads, "compress.threads": args.threads,
+                 "model.text.finetune_epochs": 1, "data.source": source}  # fmt: skip
+    if args.epochs:
+        overrides["train.epochs"] = args.epochs
+    if args.no_budget:
+        overrides["compress.max_train_ratio"] = None
+    settings = load_settings(None, overrides)
+    with tempfile.TemporaryDirectory() as folder:
+        dataset = load_dataset(bootstrap(Path(folder, "data"), source))
+    labeled = dataset.labeled()
+    if dataset.schema.kind == "text":  # a short config: the first texts, one fine-tune epoch
+        labeled = labeled.head(args.text_limit)
+    preprocessor, xy = fit_splits(split_frame(labeled, settings.split), dataset.schema)
+    model = default_model(dataset.schema, settings.model, preprocessor)
+    tick = time.perf_counter()
+    if dataset.schema.kind == "text":
+        result = train_text(model, xy["train"], xy["val"], settings.train, settings.model.text)
+    else:
+        result = train(model, xy["train"], xy["val"], settings.train)
+    train_seconds, tick = time.perf_counter() - tick, time.perf_counter()
+    cfg = settings.compress
+    budget = TimeBudget.from_training(cfg.max_train_ratio, train_seconds, len(result.history))
+    classes = list(dataset.schema.classes)
+    report = compress(result.model, xy, classes, cfg, settings.train, text=settings.model.text, budget=budget)
+    return report, train_seconds, time.perf_counter() - tick, len(labeled)
 
 
 if __name__ == "__main__":

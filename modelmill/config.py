@@ -220,6 +220,11 @@ class CompressConfig(_Section):
     latency_repeats: int = Field(30, ge=1)
     latency_seconds: float = Field(20.0, gt=0, description="timing stops after this long (at least 2 rounds)")
     threads: int = Field(1, ge=1, description="torch threads while measuring latency")
+    max_train_ratio: float | None = Field(
+        0.5,
+        ge=0,
+        description="the stage's time budget: this x the training stage's seconds (null or 0: no budget)",
+    )
     registered_suffix: str = "-compressed"
     min_explanation_iou: float | None = Field(
         None, ge=0, le=1, description="selected variant's top-10% attributions vs the float's; below: none"

@@ -27,6 +27,7 @@ from modelmill.training import (
     TrainResult,
     deterministic,
     evaluate_loss,
+    past,
     seed_everything,
     torch_threads,
     weights_digest,
@@ -129,12 +130,14 @@ def finetune(
     on_epoch: OnEpoch | None = None,
     loss: LossFn | None = None,
     augment: Augment | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Every layer trains (AdamW): the encoder at encoder_learning_rate, the head at head_learning_rate;
     it stops after train.patience epochs without a val-loss gain and keeps the best epoch. `loss`
-    replaces cross-entropy for training (distillation); validation stays on cross-entropy."""
+    replaces cross-entropy for training (distillation); validation stays on cross-entropy. `deadline`:
+    as modelmill.training.train's (the schedule stays the planned epochs')."""
     with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
-        result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss, augment)
+        result = _finetune(model, train_xy, val_xy, cfg, text, on_epoch, loss, augment, deadline)
     result.determinism = promise
     return result
 
@@ -148,6 +151,7 @@ def _finetune(
     on_epoch: OnEpoch | None,
     loss_of: LossFn | None,
     augment: Augment | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -194,7 +198,7 @@ def _finetune(
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(metrics)
-        if epoch - best_epoch >= cfg.patience:
+        if epoch - best_epoch >= cfg.patience or past(deadline, tick):
             break
     model.load_state_dict(cast(dict[str, Any], best_state))
     seconds, early = time.perf_counter() - started, len(history) < text.finetune_epochs

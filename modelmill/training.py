@@ -117,6 +117,7 @@ def train(
     on_epoch: OnEpoch | None = None,
     loss: LossFn | None = None,
     augment: Augment | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train `model` on train_xy, keep the weights of the epoch with the lowest val loss.
 
@@ -124,9 +125,11 @@ def train(
     from it, e.g. optuna.TrialPruned, stops training). `loss` replaces the training loss
     (validation and best-epoch selection stay on cross-entropy). `augment` transforms each
     training batch on the CPU, seeded by its batch number, before it goes to the device.
+    `deadline` (a time.perf_counter reading): no epoch is started that the last one's duration
+    says would end past it (the first always runs; compression's time budget).
     """
     with torch_threads(cfg.num_threads), deterministic(select_device(cfg.device)) as promise:
-        result = _fit(model, train_xy, val_xy, cfg, on_epoch, loss, augment)
+        result = _fit(model, train_xy, val_xy, cfg, on_epoch, loss, augment, deadline)
     result.determinism = promise
     return result
 
@@ -154,6 +157,7 @@ def _fit(
     on_epoch: OnEpoch | None,
     loss: LossFn | None,
     augment: Augment | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     generator = seed_everything(cfg.seed)
     device = select_device(cfg.device)
@@ -190,7 +194,7 @@ def _fit(
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch is not None:
             on_epoch(metrics)
-        if epoch - best_epoch >= cfg.patience:
+        if epoch - best_epoch >= cfg.patience or past(deadline, tick):
             break
     model.load_state_dict(cast(dict[str, Any], best_state))  # set at epoch 1 unless val_loss is NaN
     return TrainResult(
@@ -200,6 +204,14 @@ def _fit(
         stopped_early=len(history) < cfg.epochs,
         seconds=time.perf_counter() - started,
     )
+
+
+def past(deadline: float | None, epoch_started: float) -> bool:
+    """Whether another epoch as long as the one started at `epoch_started` would end past `deadline`."""
+    if deadline is None:
+        return False
+    now = time.perf_counter()
+    return now + (now - epoch_started) > deadline
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from modelmill.compression import (
     CompressionReport,
+    TimeBudget,
     compress,
     markdown,
     planned_variants,
@@ -74,16 +75,20 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     source's kind, preprocessor (tokenizer included) and schema: it takes the same raw inputs."""
     from tasks.modelstore import load_verified
 
-    logger = get_run_logger()
+    logger, client = get_run_logger(), ctx.tracker().client
+    budget = stage_budget(client, source, ctx.settings.compress.max_train_ratio)
+    logger.info("compress: %s", budget.summary())
     schema, xy = splits.schema(), splits.all_xy()
-    loaded = load_verified(ctx.tracker().client, source.name, source.version)
+    loaded = load_verified(client, source.name, source.version)
     teacher, spec = loaded.module, loaded.meta["spec"]
     if loaded.meta.get("preprocessing") not in (None, splits.preprocessor_state()):
         logger.warning("compress: %s was fitted on another train split than this run's", source.ref)
-    report = _report_with_progress(ctx, teacher, spec, xy, list(schema.classes))
+    report = _report_with_progress(ctx, teacher, spec, xy, list(schema.classes), budget)
     for method, why in report.skipped.items():
-        logger.info("compress: %s skipped: %s", method, why)
+        logger.info("compress: %s: %s", method, why)
+    tick = time.perf_counter()
     frame = log_report(ctx, report, source)
+    report.timings["logging"] = time.perf_counter() - tick
     logger.info("compression of %s:\n%s\n%s", source.ref, markdown(frame), report.selection.summary())
     chosen = report.chosen
     out = {
@@ -93,9 +98,15 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "table": frame.to_dict(orient="records"),
         "not_applicable": report.skipped,
     }
-    if chosen is not None and not _keeps_the_reasons(
+    tick = time.perf_counter()
+    keeps = chosen is None or _keeps_the_reasons(
         ctx, teacher, chosen.module, xy["test"], out, schema.kind, splits
-    ):
+    )
+    report.timings["explanation_iou"] = time.perf_counter() - tick
+    out["budget"] = _budget_line(report, budget)
+    logger.info("compress: %s", out["budget"])
+    ctx.tracker().log_metrics({"compress_seconds": budget.used()})
+    if not keeps:
         return out
     if chosen is not None:
         path = Path(ctx.work_dir, chosen.name)  # a safe model folder (modelmill.modelfile)
@@ -109,8 +120,28 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     return out
 
 
+def stage_budget(client, source: ModelSource, ratio: float | None) -> TimeBudget:
+    """compress.max_train_ratio x the training seconds recorded by the run that trained the source
+    version (metric train_seconds); no budget when the ratio is null or 0 or the run has none."""
+    if not ratio:
+        return TimeBudget(None)
+    run_id = client.get_model_version(source.name, source.version).run_id
+    metrics = client.get_run(run_id).data.metrics if run_id else {}
+    if "train_seconds" not in metrics:
+        get_run_logger().warning("compress: run %s has no train_seconds: no time budget", run_id)
+        return TimeBudget(None)
+    epochs = int(metrics["epochs_run"]) if "epochs_run" in metrics else None
+    return TimeBudget.from_training(ratio, metrics["train_seconds"], epochs)
+
+
+def _budget_line(report: CompressionReport, budget: TimeBudget) -> str:
+    """How the stage spent its time, step by step (the issue-11 profile, on every run)."""
+    steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in report.timings.items())
+    return f"{budget.summary()}; seconds: {steps}"
+
+
 def _report_with_progress(
-    ctx: RunContext, teacher, spec: dict, xy: dict, classes: list[str]
+    ctx: RunContext, teacher, spec: dict, xy: dict, classes: list[str], budget: TimeBudget
 ) -> CompressionReport:
     """compress() of the teacher, a log line per variant as it is ready (and the bar on a terminal)."""
     logger, cfg, started = get_run_logger(), ctx.settings.compress, time.perf_counter()
@@ -122,9 +153,7 @@ def _report_with_progress(
             logger.info("compress: %s ready after %.1fs (%d variants planned)", name,
                         time.perf_counter() - started, len(planned))  # fmt: skip
 
-        return compress(
-            teacher, xy, classes, cfg, ctx.settings.train, on_variant=ready, text=ctx.settings.model.text
-        )
+        return compress(teacher, xy, classes, cfg, ctx.settings.train, ready, ctx.settings.model.text, budget)
 
 
 def _keeps_the_reasons(
@@ -301,12 +330,15 @@ def publish_compression_summary(ctx: RunContext, result: dict, registered: dict 
         f"(`{registered['variant']}`{', alias `champion`' if registered['champion'] else ''})"
         if registered
         else "**nothing registered**: no variant fits the accuracy budget"
+        if len(result["table"]) > 1
+        else "**nothing registered**: no variant was built within the time budget"
     )
     not_run = not_run_lines(result.get("not_applicable") or {})
     text = (
         f"# compress: {source['name']} v{source['version']}\n\n{outcome}\n\n"
         f"{result['selection']}\n\n{markdown(pd.DataFrame(result['table']))}\n"
-        + (f"\nmethods not run:\n\n{not_run}" if not_run else "")
+        + (f"\nmethods and variants not run:\n\n{not_run}" if not_run else "")
+        + (f"\n{result['budget']}\n" if result.get("budget") else "")
     )
     create_markdown_artifact(
         markdown=text, key="compress-summary", description="modelmill compression summary"

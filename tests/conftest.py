@@ -41,6 +41,9 @@ TEST_OVERRIDES = {
         "latency_repeats": 3,
         "latency_batch_sizes": [1, 64],
         "serving_batch_size": 64,
+        # no time budget: the wiring tests see every variant of a 2-epoch model (the budget's
+        # own tests set it: tests/unit/test_compression_budget.py, tests/flows/test_compress_budget.py)
+        "max_train_ratio": None,
     },
 }
 

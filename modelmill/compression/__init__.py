@@ -3,6 +3,7 @@ export, each where it applies, measured on the test split; the best within an ac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,12 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from modelmill.compression import methods
 from modelmill.compression.applicability import enabled, not_applicable, plan
-from modelmill.compression.measure import VariantRow, compare_to_baseline, interleaved_latency_ms, measure
+from modelmill.compression.budget import TimeBudget
+from modelmill.compression.measure import VariantRow, compare_to_baseline, interleaved_latency_ms
 from modelmill.compression.methods import Variant
 from modelmill.compression.onnx_export import OnnxParity, check_parity, export_onnx
 from modelmill.compression.report import markdown, plot_size_vs_accuracy, table
+from modelmill.compression.schedule import Schedule
 from modelmill.compression.selection import Selection, select_variant
 from modelmill.compression.storage import Architecture, Recipe, architecture_of, load, save, to_bytes
 from modelmill.config import CompressConfig, TextModelConfig, TrainConfig
@@ -27,10 +29,10 @@ __all__ = [
     "OnnxParity",
     "Recipe",
     "Selection",
+    "TimeBudget",
     "Variant",
     "VariantRow",
     "architecture_of",
-    "build_variants",
     "compress",
     "load",
     "markdown",
@@ -54,6 +56,8 @@ class CompressionReport:
     onnx: OnnxParity | None = None
     onnx_model: bytes | None = None
     onnx_error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds (compression.schedule)
+    budget: TimeBudget | None = None
 
     @property
     def chosen(self) -> Variant | None:
@@ -64,57 +68,18 @@ class CompressionReport:
 
 
 def planned_variants(cfg: CompressConfig, spec: dict[str, Any] | None = None) -> list[str]:
-    """Names of the variants `build_variants` makes for this configuration and model (for progress)."""
+    """Names of the variants `compress` makes for this configuration and model when its time
+    budget affords them all (for progress)."""
     run = plan(spec, cfg)[0] if spec is not None else enabled(cfg)
     names = ["float"]
     names += ["dynamic_int8"] if "dynamic_int8" in run else []
     names += ["static_int8"] if "static_int8" in run else []
-    names += [f"pruned_{round(s * 100)}" for s in (cfg.sparsities if "prune" in run else [])]
+    names += [f"pruned_{round(s * 100)}" for s in (sorted(cfg.sparsities) if "prune" in run else [])]
     if "distill" in run:
         names += ["distilled"] + (
             ["distilled_static_int8"] if cfg.quantize_student and "static_int8" in run else []
         )
     return names
-
-
-def build_variants(
-    teacher: nn.Module,
-    arch: Architecture,
-    splits: dict[str, XY],
-    cfg: CompressConfig,
-    train_cfg: TrainConfig,
-    on_variant: Callable[[str], None] | None = None,
-    text: TextModelConfig | None = None,
-) -> tuple[list[Variant], dict[str, str]]:
-    """The float baseline and every configured variant that applies to the model's family
-    (modelmill.compression.applicability); the others, and those that fail to build (static int8
-    of a model FX cannot convert), are returned with the reason. `on_variant(name)` is called as
-    each one is ready (progress)."""
-    train_xy, val_xy = splits["train"], splits["val"]
-    run, skipped = plan(arch.spec, cfg)
-    variants: list[Variant] = []
-
-    def add(variant: Variant) -> Variant:
-        variants.append(variant)
-        if on_variant is not None:
-            on_variant(variant.name)
-        return variant
-
-    add(methods.baseline(teacher, arch))
-    if "dynamic_int8" in run:
-        add(methods.dynamic_int8(teacher, arch))
-    if "static_int8" in run:
-        try:
-            add(methods.static_int8(teacher, arch, train_xy[0], cfg))
-        except CompressionError as exc:
-            skipped["static_int8"] = str(exc)
-    for sparsity in cfg.sparsities if "prune" in run else []:
-        add(methods.pruned(teacher, arch, sparsity, train_xy, val_xy, cfg, train_cfg))
-    if "distill" in run:
-        student = add(methods.distilled(teacher, arch, train_xy, val_xy, cfg, train_cfg, text))
-        if cfg.quantize_student and "static_int8" in run and "static_int8" not in skipped:
-            add(methods.quantized_student(student, train_xy[0], cfg))
-    return variants, skipped
 
 
 def compress(
@@ -125,23 +90,59 @@ def compress(
     train_cfg: TrainConfig,
     on_variant: Callable[[str], None] | None = None,
     text: TextModelConfig | None = None,
+    budget: TimeBudget | None = None,
 ) -> CompressionReport:
-    """Build, measure (same run, same test split, fixed threads, latency timed interleaved) and
-    select on the validation split's accuracy; export the choice to ONNX. Every model family:
-    `text` is the text kind's fine-tuning config (its student trains like the teacher did)."""
-    arch = architecture_of(teacher)
-    variants, skipped = build_variants(teacher, arch, splits, cfg, train_cfg, on_variant, text)
-    latencies = interleaved_latency_ms([v.module for v in variants], splits["test"][0], cfg)
-    rows = [
-        measure(v, splits["test"], classes, cfg, latency, val_xy=splits["val"])
-        for v, latency in zip(variants, latencies, strict=True)
-    ]
-    compare_to_baseline(rows, rows[0])
-    selection = select_variant(rows, "float", cfg.budget_points, cfg.select_by, cfg.serving_batch_size)
-    report = CompressionReport(rows, selection, {v.name: v for v in variants}, skipped)
-    if cfg.onnx and report.chosen is not None:
-        attach_onnx(report, report.chosen, splits["test"][0])
+    """Build in order and measure (same run, same test split, fixed threads, latency timed
+    interleaved) the variants that apply to the model's family and that the time `budget`
+    affords (none: every one, as configured); select on the validation split's accuracy; export
+    the choice to ONNX. `text` is the text kind's fine-tuning config (its student trains like
+    the teacher did). `on_variant(name)` is called as each variant is ready (progress)."""
+    budget = budget or TimeBudget(None)
+    schedule = Schedule(
+        teacher, architecture_of(teacher), splits, classes, cfg, train_cfg, text, budget, on_variant
+    )
+    schedule.run()
+    variants, unselected = (
+        {v.name: v for v in schedule.variants},
+        Selection(None, cfg.budget_points, cfg.select_by),
+    )
+    report = CompressionReport(
+        schedule.rows, unselected, variants, schedule.skipped, timings=schedule.timings, budget=budget
+    )
+    x = splits["test"][0]
+    if cfg.select_by == "size":  # the choice does not wait for latency: ONNX first, timing in what is left
+        select_and_export(report, cfg, x)
+        time_latency(report, cfg, x, budget.deadline())
+    else:
+        time_latency(report, cfg, x, budget.deadline(keep=schedule.onnx_seconds()))
+        select_and_export(report, cfg, x)
+    compare_to_baseline(report.rows, report.rows[0])
     return report
+
+
+def time_latency(
+    report: CompressionReport, cfg: CompressConfig, x: torch.Tensor, deadline: float | None
+) -> None:
+    tick = time.perf_counter()
+    latencies = interleaved_latency_ms([v.module for v in report.variants.values()], x, cfg, deadline)
+    for row, latency in zip(report.rows, latencies, strict=True):
+        row.latency_ms = latency
+    report.timings["latency"] = time.perf_counter() - tick
+
+
+def select_and_export(report: CompressionReport, cfg: CompressConfig, x: torch.Tensor) -> None:
+    """The budget rule's choice, exported to ONNX (onnxruntime parity) while the time budget lasts."""
+    tick, budget = time.perf_counter(), report.budget or TimeBudget(None)
+    report.selection = select_variant(
+        report.rows, "float", cfg.budget_points, cfg.select_by, cfg.serving_batch_size
+    )
+    if not cfg.onnx or report.chosen is None:
+        return
+    if budget.left() <= 0:
+        report.onnx_error = f"ONNX export of {report.chosen.name}: {budget.reason()}"
+        return
+    attach_onnx(report, report.chosen, x)
+    report.timings["onnx"] = time.perf_counter() - tick
 
 
 def attach_onnx(report: CompressionReport, variant: Variant, x: torch.Tensor) -> None:

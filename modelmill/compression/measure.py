@@ -67,15 +67,20 @@ def measure(
     cfg: CompressConfig,
     latency: dict[int, float] | None = None,
     val_xy: tuple[torch.Tensor, torch.Tensor] | None = None,
+    forward_seconds: list[float] | None = None,
 ) -> VariantRow:
-    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms);
-    with `val_xy`, its validation accuracy too (the one selection may look at)."""
+    """The row of one variant; `latency` when timed with the others (interleaved_latency_ms; {}:
+    filled in later); with `val_xy`, its validation accuracy too (the one selection may look at).
+    `forward_seconds` gets the seconds of its forward passes appended (the time budget plans on them)."""
     x, y = test_xy
+    tick = time.perf_counter()
     predicted = predicted_labels(variant, x, cfg)
     val_accuracy = None
     if val_xy is not None:
         val_accuracy = float((predicted_labels(variant, val_xy[0], cfg) == val_xy[1]).float().mean())
-    latency = latency or interleaved_latency_ms([variant.module], x, cfg)[0]
+    if forward_seconds is not None:
+        forward_seconds.append(time.perf_counter() - tick)
+    latency = interleaved_latency_ms([variant.module], x, cfg)[0] if latency is None else latency
     report = evaluate_predictions(y.numpy(), predicted.numpy(), classes)
     total, nonzero = weight_counts(variant.module)
     return VariantRow(
@@ -108,11 +113,12 @@ def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def interleaved_latency_ms(
-    modules: list[nn.Module], x: torch.Tensor, cfg: CompressConfig
+    modules: list[nn.Module], x: torch.Tensor, cfg: CompressConfig, deadline: float | None = None
 ) -> list[dict[int, float]]:
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike;
-    compress.latency_repeats rounds, fewer (at least 2) once compress.latency_seconds have passed."""
+    compress.latency_repeats rounds, fewer (at least 2) once compress.latency_seconds have passed
+    or another round would end past `deadline` (a time.perf_counter reading: the time budget)."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
@@ -127,8 +133,12 @@ def interleaved_latency_ms(
                     tick = time.perf_counter()
                     module(batch)
                     timing[size].append((time.perf_counter() - tick) * 1000)
-            if done >= MIN_ROUNDS and time.perf_counter() - started > cfg.latency_seconds:
-                break  # a large model: fewer rounds, the same alternation
+            now = time.perf_counter()
+            over = now - started > cfg.latency_seconds or (
+                deadline is not None and now + (now - started) / done > deadline
+            )
+            if done >= MIN_ROUNDS and over:
+                break  # a large model or a spent budget: fewer rounds, the same alternation
     return [{size: statistics.median(t) for size, t in timing.items()} for timing in timings]
 
 

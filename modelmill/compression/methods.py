@@ -75,33 +75,41 @@ def static_int8(
 
 
 def pruned(
-    teacher: nn.Module,
+    start: nn.Module,
     arch: Architecture,
     sparsity: float,
     train_xy: XY,
     val_xy: XY,
     cfg: CompressConfig,
     train_cfg: TrainConfig,
+    epochs: int | None = None,
+    deadline: float | None = None,
+    start_name: str = "float",
 ) -> Variant:
-    """Global unstructured L1 pruning of conv+linear weights, a short fine-tune (early stopping on
-    the validation loss after compress.patience epochs without a gain), then made permanent."""
+    """Global unstructured L1 pruning of conv+linear weights to `sparsity` of them, a short
+    fine-tune (at most `epochs`, default compress.finetune_epochs; early stopping on the validation
+    loss after compress.patience epochs without a gain; none started past `deadline`), then made
+    permanent. `start` is the teacher or the previous, less sparse level (pruning shares one
+    fine-tune across the levels): its zeros are the smallest weights, so they stay pruned and
+    the level has the same count of zeros as when pruned from the teacher."""
     from modelmill.training import train
 
-    module = copy.deepcopy(teacher).cpu()
+    module = copy.deepcopy(start).cpu()
     targets = [(m, "weight") for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=sparsity)
+    epochs = cfg.finetune_epochs if epochs is None else epochs
     epochs_run = 0
-    if cfg.finetune_epochs:
+    if epochs:
         tune_cfg = train_cfg.model_copy(
-            update={"epochs": cfg.finetune_epochs, "learning_rate": cfg.finetune_learning_rate,
+            update={"epochs": epochs, "learning_rate": cfg.finetune_learning_rate,
                     "patience": min(cfg.patience, train_cfg.patience)}
         )  # fmt: skip
-        result = train(module, train_xy, val_xy, tune_cfg)
+        result = train(module, train_xy, val_xy, tune_cfg, deadline=deadline)
         module, epochs_run = result.model, len(result.history)
     for m, name in targets:
         prune.remove(m, name)
     label = f"pruned_{round(sparsity * 100)}"
-    settings = {"sparsity": sparsity, "finetune_epochs": cfg.finetune_epochs, "epochs_run": epochs_run}
+    settings = {"sparsity": sparsity, "finetune_epochs": epochs, "epochs_run": epochs_run, "from": start_name}
     return Variant(label, "prune", module.cpu().eval(), arch, settings=settings)
 
 
@@ -172,16 +180,16 @@ def distilled(
     cfg: CompressConfig,
     train_cfg: TrainConfig,
     text: TextModelConfig | None = None,
+    epochs: int | None = None,
+    deadline: float | None = None,
 ) -> Variant:
     """A narrower student of the teacher's family trained against its temperature-softened outputs
-    (early stopping on the validation loss); the text student starts from the teacher's own
-    embeddings, first layers and head (modelmill.compression.text)."""
+    (at most `epochs`, default compress.distill_epochs; early stopping on the validation loss, no
+    epoch started past `deadline`); the text student starts from the teacher's own embeddings,
+    first layers and head (modelmill.compression.text)."""
     student_arch = student_architecture(arch, cfg)
     teacher = copy.deepcopy(teacher).cpu().eval()
-    teacher_epochs = (
-        (text or TextModelConfig()).finetune_epochs if arch.family == "text" else train_cfg.epochs
-    )
-    epochs = cfg.distill_epochs or teacher_epochs
+    epochs = epochs or distill_epochs(arch, cfg, train_cfg, text)
     loss = distillation_loss(teacher, cfg.temperature, cfg.alpha, memo=arch.family != "convnet")
     run_cfg = train_cfg.model_copy(
         update={"epochs": epochs, "patience": min(cfg.patience, train_cfg.patience)}
@@ -189,11 +197,11 @@ def distilled(
     if arch.family == "text":
         from modelmill.compression.text import train_student
 
-        result = train_student(teacher, student_arch, train_xy, val_xy, run_cfg, text, loss)
+        result = train_student(teacher, student_arch, train_xy, val_xy, run_cfg, text, loss, deadline)
     else:
         from modelmill.training import train
 
-        result = train(student_arch.build().train(), train_xy, val_xy, run_cfg, loss=loss)
+        result = train(student_arch.build().train(), train_xy, val_xy, run_cfg, loss=loss, deadline=deadline)
     settings = {
         **student_settings(student_arch),
         "temperature": cfg.temperature,
@@ -203,6 +211,14 @@ def distilled(
         "best_epoch": result.best_epoch,
     }
     return Variant("distilled", "distill", result.model.cpu().eval(), student_arch, settings=settings)
+
+
+def distill_epochs(
+    arch: Architecture, cfg: CompressConfig, train_cfg: TrainConfig, text: TextModelConfig | None
+) -> int:
+    """compress.distill_epochs, or the teacher's own: train.epochs (text: model.text.finetune_epochs)."""
+    teacher = (text or TextModelConfig()).finetune_epochs if arch.family == "text" else train_cfg.epochs
+    return cfg.distill_epochs or teacher
 
 
 def quantized_student(student: Variant, train_x: torch.Tensor, cfg: CompressConfig) -> Variant:

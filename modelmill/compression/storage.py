@@ -13,6 +13,8 @@ import copy
 import io
 import json
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -253,7 +255,8 @@ def static_quantized(
     use_backend(backend)
     example = (arch.example_input(),)
     try:
-        prepared = prepare_fx(module, get_default_qconfig_mapping(backend), example)
+        with fx_without_stack_traces():
+            prepared = prepare_fx(module, get_default_qconfig_mapping(backend), example)
         with torch.no_grad():
             for batch in calibration:
                 prepared(batch)
@@ -261,6 +264,21 @@ def static_quantized(
     except Exception as exc:  # FX raises several unrelated types for untraceable or unmapped ops
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CompressionError(f"static int8 of the {arch.family} model failed: {first}") from exc
+
+
+@contextmanager
+def fx_without_stack_traces() -> Iterator[None]:
+    """FX tracing without a stack trace per graph node: recording the first one imports
+    torch._dynamo and torch._inductor (3 s of the first static int8 here); the traces only
+    annotate the graph for debugging."""
+    import torch.fx.config
+
+    before = torch.fx.config.do_not_emit_stack_traces
+    torch.fx.config.do_not_emit_stack_traces = True
+    try:
+        yield
+    finally:
+        torch.fx.config.do_not_emit_stack_traces = before
 
 
 def use_backend(backend: str) -> None:

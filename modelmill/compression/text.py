@@ -41,6 +41,7 @@ def train_student(
     cfg: TrainConfig,
     text: TextModelConfig | None,
     loss: LossFn,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Fine-tune the student (text fine-tuning's rates, warm-up and decay; cfg.epochs at most, early
     stopping on the validation loss) against `loss` (the distillation loss). The word embeddings
@@ -50,6 +51,6 @@ def train_student(
     model = student_of(teacher, int(student.spec["encoder"]["layers"]))
     model.encoder.word_embeddings.weight.requires_grad_(False)
     try:
-        return finetune(model, train_xy, val_xy, cfg, text, loss=loss)
+        return finetune(model, train_xy, val_xy, cfg, text, loss=loss, deadline=deadline)
     finally:
         model.encoder.word_embeddings.weight.requires_grad_(True)
