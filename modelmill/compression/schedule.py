@@ -161,7 +161,7 @@ class Schedule:
         at_most = methods.distill_epochs(self.arch, self.cfg, self.train_cfg, self.text)
         epochs = self.budget.epochs(left, at_most)
         least = 1 if self.arch.family == "text" else min(STUDENT_EPOCHS, at_most)
-        if self.budget.bounded and epochs < least:
+        if self.budget.bounded and (left <= 0 or epochs < least):
             self.skipped["distilled"] = self.budget.reason()
             if listed:
                 self.skipped["distilled_static_int8"] = self.skipped["distilled"]
