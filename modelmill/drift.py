@@ -1,9 +1,9 @@
 """Drift between two samples of data (two data versions, or training data and live inputs):
 an MMD two-sample test on embeddings, label, prediction and per-feature tests, one report.
 
-Evidently (the issue's first choice) is not used: evidently 0.7.23 fails to import beside
-pandas 3.1 (`ImportError: infer_dtype_from_object`), so the tests are scipy.stats and torch.
-Every test gives a p-value; Benjamini-Hochberg across all of them decides which drifted. Its
+The per-feature tests of a table run through Evidently (`modelmill.drift_features`), the others
+are scipy.stats and torch. Every test gives a p-value; Benjamini-Hochberg across all of them
+decides which drifted. Its
 "anything drifted" rule is Simes' test, which holds the false-positive rate at `alpha` under
 the null for independent or positively correlated tests without Bonferroni's loss of power
 when the tests are correlated (as MMD, label and prediction tests on one sample are).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from scipy import stats
 from torch import nn
 
 from modelmill.config import DriftConfig
+from modelmill.drift_features import column_kinds, evidently_p_values, homogeneity_p_value
 from modelmill.errors import DriftError
 
 
@@ -31,7 +33,7 @@ class DriftTest:
 
     name: str
     method: str
-    statistic: float
+    statistic: float | None  # None: the test's library gives only the p-value (Evidently)
     p_value: float
     drifted: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
@@ -137,20 +139,14 @@ def _mmd2(kernel: torch.Tensor, masks: torch.Tensor, n: int) -> torch.Tensor:
 
 def chi2_test(name: str, reference: Sequence[Any], current: Sequence[Any]) -> DriftTest:
     """Chi-squared test of homogeneity of two categorical samples (categories seen in neither dropped)."""
+    statistic, p_value, dof = homogeneity_p_value(reference, current)
     ref, cur = pd.Series(list(reference)).astype(str), pd.Series(list(current)).astype(str)
-    table = pd.concat([ref.value_counts().rename("ref"), cur.value_counts().rename("cur")], axis=1)
-    table = table.fillna(0)
-    if len(table) < 2:
-        return DriftTest(name, "chi-squared", 0.0, 1.0, detail={"categories": len(table)})
-    result = stats.chi2_contingency(table.to_numpy().T, correction=False)
+    table = pd.concat([ref.value_counts().rename("ref"), cur.value_counts().rename("cur")], axis=1).fillna(0)
     shares = (table / table.sum()).round(4)
-    return DriftTest(
-        name,
-        "chi-squared",
-        float(result.statistic),
-        float(result.pvalue),
-        detail={"dof": int(result.dof), "shares": {str(k): v for k, v in shares.to_dict("index").items()}},
-    )
+    detail = {"dof": dof, "shares": {str(k): v for k, v in shares.to_dict("index").items()}}
+    if not dof:
+        detail = {"categories": len(table)}
+    return DriftTest(name, "chi-squared", statistic, p_value, detail=detail)
 
 
 def label_test(reference: Sequence[Any], current: Sequence[Any]) -> DriftTest:
@@ -180,20 +176,24 @@ def prediction_test(
     )
 
 
-def feature_tests(reference: pd.DataFrame, current: pd.DataFrame) -> list[DriftTest]:
-    """Per-feature tests of a table: KS for numeric columns, chi-squared for the others."""
-    missing = sorted(set(reference.columns) - set(current.columns))
-    if missing:
-        raise DriftError(f"current data lacks feature columns {', '.join(missing)}")
+def feature_tests(
+    reference: pd.DataFrame, current: pd.DataFrame, html: Path | None = None
+) -> list[DriftTest]:
+    """Per-feature tests of a table with Evidently's DataDriftPreset (KS for numeric columns, a
+    chi-squared test of homogeneity for the others); its HTML report written to `html`."""
+    kinds = column_kinds(reference, current)
+    tested = {c: k for c, k in kinds.items() if k != "empty"}
+    found = evidently_p_values(reference, current, tested, html) if tested else {}
     tests = []
-    for column in reference.columns:
-        ref, cur = reference[column].dropna(), current[column].dropna()
-        if len(ref) == 0 or len(cur) == 0:
-            tests.append(DriftTest(f"feature:{column}", "none (no values)", 0.0, 1.0))
-        elif pd.api.types.is_numeric_dtype(ref) and pd.api.types.is_numeric_dtype(cur):
-            tests.append(ks_test(f"feature:{column}", ref.to_numpy(), cur.to_numpy()))
+    for column, kind in kinds.items():
+        name = f"feature:{column}"
+        if kind == "empty":
+            tests.append(DriftTest(name, "none (no values)", 0.0, 1.0))
+        elif str(column) not in found:
+            raise DriftError(f"Evidently's DataDriftPreset gave no result for feature column {column}")
         else:
-            tests.append(chi2_test(f"feature:{column}", ref, cur))
+            method, p_value = found[str(column)]
+            tests.append(DriftTest(name, f"evidently: {method}", None, p_value))
     return tests
 
 
@@ -259,8 +259,10 @@ def compare(
     current: DriftSample,
     classes: Sequence[str],
     cfg: DriftConfig,
+    feature_html: Path | None = None,
 ) -> DriftReport:
-    """Every test that applies to the two samples, decided together (Benjamini-Hochberg)."""
+    """Every test that applies to the two samples, decided together (Benjamini-Hochberg);
+    `feature_html`: where Evidently's page of the per-feature tests goes (tables only)."""
     import time
 
     started = time.perf_counter()
@@ -275,7 +277,7 @@ def compare(
     if reference.labels is not None and current.labels is not None:
         tests.append(label_test(reference.labels, current.labels))
     if cfg.features and reference.features is not None and current.features is not None:
-        tests += feature_tests(reference.features, current.features)
+        tests += feature_tests(reference.features, current.features, feature_html)
     return DriftReport(
         reference.name,
         current.name,

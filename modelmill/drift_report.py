@@ -54,9 +54,13 @@ def _html_row(test: DriftTest) -> str:
     cls = ' class="drift"' if test.drifted else ""
     return (
         f"<tr{cls}><td>{html.escape(test.name)}</td><td>{html.escape(test.method)}</td>"
-        f'<td class="num">{test.statistic:.4g}</td><td class="num">{test.p_value:.4g}</td>'
+        f'<td class="num">{_number(test.statistic)}</td><td class="num">{test.p_value:.4g}</td>'
         f"<td>{'yes' if test.drifted else 'no'}</td></tr>"
     )
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 def to_markdown(report: DriftReport, max_rows: int = 30) -> str:
@@ -72,7 +76,7 @@ def to_markdown(report: DriftReport, max_rows: int = 30) -> str:
     ]
     ranked = sorted(report.tests, key=lambda t: t.p_value)
     lines += [
-        f"| {t.name} | {t.method} | {t.statistic:.4g} | {t.p_value:.4g} | {'yes' if t.drifted else 'no'} |"
+        f"| {t.name} | {t.method} | {_number(t.statistic)} | {t.p_value:.4g} | {'yes' if t.drifted else 'no'} |"  # noqa: E501
         for t in ranked[:max_rows]
     ]
     if len(ranked) > max_rows:

@@ -31,6 +31,8 @@ from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version
 
 EVENT = "modelmill.drift.detected"
+REPORT_DIR = "drift-report"
+FEATURES_PAGE = "features.html"  # Evidently's DataDriftPreset report, tables only
 MD5 = re.compile(r"[0-9a-f]{32}(\.dir)?")
 CACHE = Path(".dvc", "cache", "files", "md5")
 
@@ -106,7 +108,10 @@ def drift_report(ctx: RunContext, reference: str, current: str) -> DriftReport:
     else:
         cur_version, cur_dir = materialize(ctx.project_dir, ctx.settings, current, work / "current", champion)
         cur_sample = sample_of_dataset(cur_dir, cur_version, prep)[0]
-    return compare(loaded.module, ref_sample, cur_sample, list(schema.classes), ctx.settings.drift)
+    return compare(
+        loaded.module, ref_sample, cur_sample, list(schema.classes), ctx.settings.drift,
+        feature_html=Path(ctx.work_dir, REPORT_DIR, FEATURES_PAGE),
+    )  # fmt: skip
 
 
 def champion_preprocessor(meta: dict[str, Any]) -> Preprocessor | None:
@@ -123,8 +128,11 @@ def publish(ctx: RunContext, report: DriftReport) -> dict[str, Any]:
     from prefect.events import emit_event
 
     tracker = ctx.tracker()
-    for path in write_report(report, Path(ctx.work_dir, "drift-report")).values():
+    folder = Path(ctx.work_dir, REPORT_DIR)
+    for path in write_report(report, folder).values():
         tracker.log_artifact(path, "drift")
+    if (folder / FEATURES_PAGE).exists():  # Evidently's page of the per-feature tests (tables)
+        tracker.log_artifact(folder / FEATURES_PAGE, "drift")
     tracker.set_tags({"drift_reference": report.reference, "drift_current": report.current,
                       "drift": "detected" if report.drifted else "none"})  # fmt: skip
     tracker.log_metrics({f"drift_p_{t.name.replace(':', '_')}": t.p_value for t in report.tests[:50]})

@@ -10,7 +10,8 @@ from typing import Any
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from modelmill.evaluation import EvaluationReport, evaluate_model, plot_confusion_matrix
+from modelmill.evaluation import EvaluationReport, evaluate_predictions, plot_confusion_matrix
+from modelmill.evaluation.calibration import predict_logits
 from modelmill.evaluation.intervals import PairedComparison
 from modelmill.evaluation.text import TextInputs, text_inputs
 from modelmill.gate import GateDecision, decide
@@ -43,9 +44,10 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     xy = splits.all_xy()
     x_test, y_test = xy["test"]
     challenger = load_checkpoint(checkpoint)
-    report = evaluate_model(challenger, x_test, y_test, classes)
+    logits = predict_logits(challenger, x_test)  # once: metrics, extras and the paired comparison
+    report = evaluate_predictions(y_test.numpy(), logits.argmax(1).numpy(), classes)
     tracker.log_metrics(report.metrics("test_"))
-    binary = _binary(challenger, splits) if len(classes) == 2 else {}
+    binary = _binary(challenger, splits, logits) if len(classes) == 2 else {}
     tracker.log_metrics(binary)
     _log_report(ctx, tracker, report, "challenger")
     logger.info(
@@ -56,7 +58,7 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     groups = getattr(splits.preprocessor(), "feature_groups", None)  # tabular: features per column
     text = _text_inputs(splits, len(y_test)) if kind == "text" else None
     extras = challenger_extras(
-        ctx, tracker, challenger, xy, classes, kind, groups() if groups else None, text
+        ctx, tracker, challenger, xy, classes, kind, groups() if groups else None, text, logits
     )
     test_pred = extras.pop("test_pred")
     if extras["failed_checks"]:
@@ -71,16 +73,15 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     if champion is not None:
         x_champion = _champion_inputs(tracker, champion.run_id, splits, x_test)
         champion_model = load_version(name, champion.version)
-        champ_report = evaluate_model(champion_model, x_champion, y_test, classes)
+        champion_pred = predict_logits(champion_model, x_champion).argmax(1).numpy()
+        champ_report = evaluate_predictions(y_test.numpy(), champion_pred, classes)
         tracker.log_metrics(champ_report.metrics("champion_test_"))
         _log_report(ctx, tracker, champ_report, f"champion-v{champion.version}")
         logger.info(
             "champion v%s: accuracy %.4f  macro F1 %.4f on the same split",
             champion.version, champ_report.accuracy, champ_report.macro_f1,
         )  # fmt: skip
-        out.paired = champion_comparison(
-            ctx, tracker, champion_model, x_champion, y_test, test_pred, len(classes)
-        )
+        out.paired = champion_comparison(ctx, tracker, y_test, test_pred, champion_pred, len(classes))
         out.champion, out.champion_version = _scores(champ_report), str(champion.version)
         theirs, ours = champion.tags.get("split_definition"), split_definition_of(ctx.settings)
         if theirs is not None and theirs != ours:  # it may have trained on items of this test split
@@ -98,15 +99,17 @@ def _text_inputs(splits: SplitRef, n_test: int) -> TextInputs:
     return text_inputs(preprocessor, texts)
 
 
-def _binary(model, splits: SplitRef) -> dict[str, float]:
+def _binary(model, splits: SplitRef, test_logits) -> dict[str, float]:
     """ROC AUC, PR AUC and the decision threshold (best F1 on the val split) applied to test."""
+    import torch
+
     from modelmill.binary_metrics import binary_metrics, choose_threshold
     from modelmill.training import predict_proba
 
-    (x_val, y_val), (x_test, y_test) = splits.xy("val"), splits.xy("test")
+    (x_val, y_val), (_, y_test) = splits.xy("val"), splits.xy("test")
     threshold = choose_threshold(y_val.numpy(), predict_proba(model, x_val)[:, 1].numpy())
     positive = splits.schema().classes[1]
-    p_test = predict_proba(model, x_test)[:, 1].numpy()
+    p_test = torch.softmax(test_logits, dim=1)[:, 1].numpy()
     return binary_metrics(y_test.numpy(), p_test, threshold, positive).metrics("test_")
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from modelmill.evaluation.calibration import predict_logits
 from modelmill.evaluation.intervals import paired_bootstrap
 from modelmill.evaluation.suite import XY, run_suite
 from modelmill.evaluation.text import TextInputs
@@ -28,6 +28,7 @@ def challenger_extras(
     kind: str,
     feature_groups: dict[str, list[int]] | None = None,
     text: TextInputs | None = None,
+    test_logits: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Every configured extra of the challenger, metrics and figures on the run; a small record back
     (with the test predictions under `test_pred`, for the paired comparison). `feature_groups`
@@ -44,6 +45,7 @@ def challenger_extras(
         kind=kind,
         feature_groups=feature_groups,
         text=text,
+        test_logits=test_logits,
     )
     tracker.log_metrics(
         {**suite.metrics(), **{f"evaluation_seconds_{k}": v for k, v in suite.seconds.items()}}
@@ -64,14 +66,12 @@ def challenger_extras(
 def champion_comparison(
     ctx: RunContext,
     tracker: Tracker,
-    champion_model: nn.Module,
-    x_test: torch.Tensor,
     y_test: torch.Tensor,
     challenger_pred: list[int],
+    champion_pred: np.ndarray,
     n_classes: int,
 ) -> dict[str, dict[str, Any]]:
     """challenger - champion per metric, paired on the same test items; logged as metrics and JSON."""
-    champion_pred = predict_logits(champion_model, x_test).argmax(1).numpy()
     ic = ctx.settings.evaluation.intervals
     paired = paired_bootstrap(
         y_test.numpy(), challenger_pred, champion_pred, n_classes, ic.resamples, ic.level, ic.seed

@@ -67,6 +67,21 @@ def log_folder(tracker, folder: str | Path, input_example, name: str = "model") 
     return info.model_uri, tags
 
 
+def register_version(model_uri: str, name: str, tags: dict[str, str]) -> Any:
+    """`mlflow.register_model`, its notices ("Registered model ... already exists") sent to the
+    log instead of the terminal: MLflow prints them to stderr, not through its logger."""
+    import io
+    import logging
+
+    import mlflow
+
+    with contextlib.redirect_stderr(io.StringIO()) as said:
+        version = mlflow.register_model(model_uri, name, tags=tags)
+    for line in said.getvalue().splitlines():
+        logging.getLogger("mlflow.tracking").info(line)
+    return version
+
+
 def log_model(tracker, model, input_example, classes: list[str], work_dir: str | Path, **meta) -> tuple:
     """Save a float modelmill model in the safe format and log it (see log_folder)."""
     import torch

@@ -23,7 +23,7 @@ from tasks.aliases import (
     version_of_run,
 )
 from tasks.context import Lineage, RunContext
-from tasks.modelstore import log_folder
+from tasks.modelstore import log_folder, register_version
 from tasks.progress import stage
 from tasks.split import SplitRef
 
@@ -115,7 +115,6 @@ def _create_version(
     ctx: RunContext, checkpoint: str, decision: GateDecision, lineage: Lineage, splits: SplitRef
 ) -> tuple[str, str]:
     """Log the model and register a version tagged with lineage, the gate and a pending promotion."""
-    import mlflow
 
     tracker = ctx.tracker()
     input_example = splits.xy("test")[0][:4].numpy()
@@ -129,5 +128,5 @@ def _create_version(
     )
     if decision.promote:  # until the champion alias points here (a kill in between: the next run finishes)
         tags.update({PROMOTION: PENDING, PROMOTION_FROM: decision.champion_version or NONE})
-    version = str(mlflow.register_model(model_uri, ctx.settings.registry.model_name, tags=tags).version)
+    version = str(register_version(model_uri, ctx.settings.registry.model_name, tags).version)
     return version, model_uri

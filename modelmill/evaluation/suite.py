@@ -84,16 +84,17 @@ def run_suite(
     kind: str = "image",
     feature_groups: dict[str, list[int]] | None = None,
     text: TextInputs | None = None,
+    test_logits: torch.Tensor | None = None,
 ) -> SuiteResult:
     """Every configured extra of `model`; figures (PNG, HTML, JSON) land in out_dir. `reference_x`
     (the training inputs) gives the valid input range of the data kind for the attacks;
     `feature_groups` (tabular: original column -> its feature indices) adds column importance;
     `text` (the text kind: raw test texts, encoding, vocabulary) its token explanations and
-    perturbations."""
+    perturbations; `test_logits`: the model's logits on test[0] when the caller has them already."""
     out, seconds = Path(out_dir), {}
     out.mkdir(parents=True, exist_ok=True)
     tick = time.perf_counter()
-    logits = predict_logits(model, test[0])
+    logits = predict_logits(model, test[0]) if test_logits is None else test_logits
     pred = logits.argmax(1).numpy().astype(np.int64)
     ic = cfg.intervals
     intervals = bootstrap_intervals(test[1].numpy(), pred, len(classes), ic.resamples, ic.level, ic.seed)

@@ -45,7 +45,14 @@ def test_run_prints_the_summary(clone):
     for stage in ("sync-data", "validate", "split", "train", "evaluate", "gate", "register", "summary"):
         assert f"✓ {stage} " in out, out
     shown = out + result.stderr
-    for chatter in ("INFO |", "Warning", "warnings.warn", "Task run", "system metrics"):
+    for chatter in (
+        "INFO |",
+        "Warning",
+        "warnings.warn",
+        "Task run",
+        "system metrics",
+        "Successfully registered",
+    ):
         assert chatter not in shown, shown
     log = Path(result.stderr.split("full log: ")[1].split()[0])
     assert log.is_relative_to(clone / ".modelmill" / "logs")

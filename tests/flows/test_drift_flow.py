@@ -99,3 +99,7 @@ def test_a_table_is_checked_through_the_champions_preprocessor_column_by_column(
     drifted = {t["name"] for t in shifted["report"]["tests"] if t["drifted"]}
     assert shifted["drifted"] and f"feature:{column}" in drifted
     assert not any(t.startswith("feature:") and t != f"feature:{column}" for t in drifted), drifted
+    methods = {t["method"] for t in shifted["report"]["tests"] if t["name"] in features}
+    assert methods == {"evidently: kolmogorov-smirnov"}  # 30 numeric columns, through Evidently
+    logged = {a.path for a in client_for(project).list_artifacts(shifted["mlflow_run_id"], "drift")}
+    assert {"drift/drift.json", "drift/drift.html", "drift/features.html"} <= logged  # Evidently's page

@@ -17,8 +17,10 @@ from modelmill.drift import (
     compare,
     embed,
     feature_tests,
+    ks_test,
     mmd_test,
 )
+from modelmill.drift_features import homogeneity_p_value
 from modelmill.drift_report import to_html, to_markdown, write_report
 from modelmill.errors import DriftError
 from modelmill.models import build_model
@@ -101,15 +103,43 @@ def test_benjamini_hochberg_steps_up():
     assert benjamini_hochberg([0.5, 0.04], 0.05) == [False, False]
 
 
-def test_feature_tests_ks_for_numbers_chi2_for_categories():
+def test_feature_tests_through_evidently_ks_for_numbers_homogeneity_for_categories(tmp_path):
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"mass": rng.normal(0, 1, 400), "island": rng.choice(["a", "b"], 400)})
-    cur = pd.DataFrame({"mass": rng.normal(0.5, 1, 400), "island": rng.choice(["a", "b"], 400, p=[0.5, 0.5])})
-    tests = {t.name: t for t in feature_tests(ref, cur)}
-    assert tests["feature:mass"].method == "kolmogorov-smirnov" and tests["feature:mass"].p_value < 1e-6
-    assert tests["feature:island"].method == "chi-squared" and tests["feature:island"].p_value > 0.01
+    n = 1500  # above 1,000 rows Evidently would pick distances (no p-value) unless told the tests
+    ref = pd.DataFrame({"mass": rng.normal(0, 1, n), "island": rng.choice(["a", "b", "c"], n)})
+    cur = pd.DataFrame({"mass": rng.normal(0.5, 1, n), "island": rng.choice(["a", "b", "c"], n)})
+    ref.loc[:9, "island"] = None  # missing values are skipped, not a category
+    page = tmp_path / "features.html"
+    tests = {t.name: t for t in feature_tests(ref, cur, page)}
+    mass, island = tests["feature:mass"], tests["feature:island"]
+    assert mass.method == "evidently: kolmogorov-smirnov" and mass.p_value < 1e-6
+    assert island.method == "evidently: chi-squared (homogeneity)" and island.p_value > 0.01
+    # the same p-value as scipy's tests on the non-missing values: Evidently ran our test, not its own
+    assert island.p_value == pytest.approx(homogeneity_p_value(ref["island"].dropna(), cur["island"])[1])
+    assert mass.p_value == pytest.approx(ks_test("m", ref["mass"].to_numpy(), cur["mass"].to_numpy()).p_value)
+    assert page.stat().st_size > 10_000 and "mass" in page.read_text(encoding="utf-8")
     with pytest.raises(DriftError, match="lacks feature columns island"):
         feature_tests(ref, cur[["mass"]])
+
+
+def test_the_homogeneity_test_holds_its_level_where_evidentlys_goodness_of_fit_does_not():
+    """Two samples of one categorical distribution, 300 resplits: the share of p < 0.05."""
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    ours, goodness = [], []
+    for _ in range(300):
+        a, b = (
+            rng.choice(list("abcd"), 200, p=[0.4, 0.3, 0.2, 0.1]),
+            rng.choice(list("abcd"), 200, p=[0.4, 0.3, 0.2, 0.1]),
+        )
+        ours.append(homogeneity_p_value(a, b)[1] < 0.05)
+        counts = {k: ((a == k).sum(), (b == k).sum()) for k in "abcd"}
+        goodness.append(
+            stats.chisquare([c for _, c in counts.values()], [r for r, _ in counts.values()])[1] < 0.05
+        )
+    assert 0.02 <= np.mean(ours) <= 0.09
+    assert np.mean(goodness) > 0.12  # reference frequencies taken as exact: about 3x the level
 
 
 def test_embeddings_are_the_input_of_the_last_linear_and_hooks_are_removed(digits):
