@@ -37,6 +37,15 @@ class TimeBudget:
             return cls(None, epoch)
         return cls(ratio * train_seconds, epoch)
 
+    def keeping(self, seconds: float) -> TimeBudget:
+        """The same budget, started at the same time, less `seconds` kept for work after it
+        (never less than half of it: the variants come first)."""
+        if self.seconds is None:
+            return self
+        kept = TimeBudget(max(self.seconds - seconds, self.seconds / 2), self.epoch_seconds)
+        kept.started = self.started
+        return kept
+
     @property
     def bounded(self) -> bool:
         return self.seconds is not None

@@ -55,6 +55,8 @@ def test_no_ratio_or_no_training_time_is_no_budget():
     budget = TimeBudget.from_training(0.5, 30.0, epochs_run=10)
     assert budget.bounded and budget.seconds == 15.0 and budget.epoch_seconds == 3.0
     assert budget.epochs(7.0, 5) == 2 and budget.epochs(100.0, 5) == 5 and budget.epochs(2.9, 5) == 0
+    kept = budget.keeping(4.0)  # the task's logging after the variants
+    assert kept.seconds == 11.0 and kept.started == budget.started and budget.keeping(20.0).seconds == 7.5
 
 
 def test_without_a_budget_every_variant_is_built(teacher, splits, settings):
