@@ -27,7 +27,7 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")  # torch 2.13 deprecation notice
 
-from modelmill.compression import compress, methods  # noqa: E402
+from modelmill.compression import CompressionReport, compress, methods  # noqa: E402
 from modelmill.compression.measure import compare_to_baseline, measure  # noqa: E402
 from modelmill.config import load_settings  # noqa: E402
 from modelmill.data import Dataset, source_module, to_tensors  # noqa: E402
@@ -214,9 +214,8 @@ def compare_sources(args: argparse.Namespace) -> None:
             flush=True,
         )
         for row in report.rows[1:]:
-            print(
-                f"{'':16s} {row.name:22s} {row.accuracy_delta_points:+6.2f} points  {row.size_ratio:5.3f}x size"
-            )
+            delta, size = row.accuracy_delta_points, row.size_ratio
+            print(f"{'':16s} {row.name:22s} {delta:+6.2f} accuracy points  {size:5.3f}x size")
         for method, why in report.skipped.items():
             print(f"{'':16s} {method:22s} {why}")
         if args.verbose:
@@ -227,7 +226,7 @@ def compare_sources(args: argparse.Namespace) -> None:
     print(f"\ntarget (compression <= 0.5x training): {sum(met.values())} of {len(met)} sources MET")
 
 
-def compress_source(source: str, args: argparse.Namespace):
+def compress_source(source: str, args: argparse.Namespace) -> tuple[CompressionReport, float, float, int]:
     """(report, training seconds, compression seconds, items) of one built-in source."""
     from modelmill.compression import TimeBudget
     from modelmill.data import bootstrap, fit_splits, load_dataset

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -28,6 +28,11 @@ from tasks.context import Lineage, RunContext
 from tasks.progress import stage
 from tasks.registry import CHAMPION, alias_version
 from tasks.split import SplitRef
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mlflow import MlflowClient
 
 # the stage's work after the variants, kept out of their budget (measured here, 2 shared cores, on
 # digits and breast cancer: child runs, table, plot 0.75-0.84 s for 3-5 variants; explanation IoU 0.5 s)
@@ -126,7 +131,7 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     return out
 
 
-def stage_budget(client, source: ModelSource, ratio: float | None) -> TimeBudget:
+def stage_budget(client: MlflowClient, source: ModelSource, ratio: float | None) -> TimeBudget:
     """compress.max_train_ratio x the training seconds recorded by the run that trained the source
     version (metric train_seconds); no budget when the ratio is null or 0 or the run has none."""
     if not ratio:
@@ -147,7 +152,12 @@ def _budget_line(report: CompressionReport, budget: TimeBudget) -> str:
 
 
 def _report_with_progress(
-    ctx: RunContext, teacher, spec: dict, xy: dict, classes: list[str], budget: TimeBudget
+    ctx: RunContext,
+    teacher: nn.Module,
+    spec: dict[str, Any],
+    xy: dict[str, Any],
+    classes: list[str],
+    budget: TimeBudget,
 ) -> CompressionReport:
     """compress() of the teacher, a log line per variant as it is ready (and the bar on a terminal)."""
     logger, cfg, started = get_run_logger(), ctx.settings.compress, time.perf_counter()

@@ -20,6 +20,7 @@ from modelmill.training import torch_threads
 # encoder at batch 256 takes seconds per call on one thread, each extra round a few of them
 WARMUP_RUNS = 1
 MIN_ROUNDS = 2
+COUNTED_WARMUP_MS = 500.0  # a warm-up call this long counts as the first round's (a text encoder at 256)
 
 
 @dataclass
@@ -118,21 +119,23 @@ def interleaved_latency_ms(
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike;
     compress.latency_repeats rounds, fewer (at least 2) once compress.latency_seconds have passed
-    or another round would end past `deadline` (a time.perf_counter reading: the time budget)."""
+    or another round would end past `deadline` (a time.perf_counter reading: the time budget).
+    A warm-up call of COUNTED_WARMUP_MS or more is kept as that module's first-round sample."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
-        for module in modules:
-            for batch in batches.values():
+        for module, timing in zip(modules, timings, strict=True):
+            for size, batch in batches.items():
                 for _ in range(WARMUP_RUNS):
-                    module(batch)
+                    warmup_ms = call_ms(module, batch)
+                if warmup_ms >= COUNTED_WARMUP_MS:  # first-call effects are milliseconds: a sample
+                    timing[size].append(warmup_ms)
         started = time.perf_counter()
         for done in range(1, cfg.latency_repeats + 1):
             for module, timing in zip(modules, timings, strict=True):
                 for size, batch in batches.items():
-                    tick = time.perf_counter()
-                    module(batch)
-                    timing[size].append((time.perf_counter() - tick) * 1000)
+                    if len(timing[size]) < done:  # a counted warm-up is this round's call
+                        timing[size].append(call_ms(module, batch))
             now = time.perf_counter()
             over = now - started > cfg.latency_seconds or (
                 deadline is not None and now + (now - started) / done > deadline
@@ -140,6 +143,12 @@ def interleaved_latency_ms(
             if done >= MIN_ROUNDS and over:
                 break  # a large model or a spent budget: fewer rounds, the same alternation
     return [{size: statistics.median(t) for size, t in timing.items()} for timing in timings]
+
+
+def call_ms(module: nn.Module, batch: torch.Tensor) -> float:
+    tick = time.perf_counter()
+    module(batch)
+    return (time.perf_counter() - tick) * 1000
 
 
 def weight_counts(module: nn.Module) -> tuple[int, int]:
