@@ -80,7 +80,11 @@ class Schedule:
         finish = (len(self.variants) + more) * self.latency_each() + min(
             self.onnx_seconds(), ONNX_SHARE * budget
         )
-        return more * self.measure_seconds + finish + MARGIN * budget
+        return more * self.measure_seconds + finish + self.margin()
+
+    def margin(self) -> float:
+        """Seconds of the budget not planned on: the machine's noise, the last latency round."""
+        return MARGIN * (self.budget.seconds or 0.0)
 
     def onnx_seconds(self) -> float:
         """The selected variant's ONNX export and its parity run on the test split (torch and ORT)."""
