@@ -74,8 +74,8 @@ class Schedule:
 
     def reserve(self, more: int) -> float:
         """Seconds kept for finishing after `more` further variants: their measurement, every
-        variant's latency rounds and a margin for the machine's noise (the ONNX export of the
-        choice runs in what is left, or is skipped and says so)."""
+        variant's latency rounds, the ONNX export of the choice (at most ONNX_SHARE of the budget:
+        on tiny data it runs in what is left or is skipped, said so) and the margin."""
         budget = self.budget.seconds or 0.0
         finish = (len(self.variants) + more) * self.latency_each() + min(
             self.onnx_seconds(), ONNX_SHARE * budget
