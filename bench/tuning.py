@@ -9,10 +9,13 @@
     itself gives to a second process right now.
 (c) trials on Dask through prefect-dask (tune.cluster local:1 vs local:2, each trial a
     Prefect task run) beside the built-in pool (K=1, K=2) on the same trials, with the same
-    control: the Dask speed-up and its overhead per trial against the pool.
+    control: the Dask speed-up and its overhead per trial against the pool. Each trial runs
+    the configuration's epochs cap (tune.epochs: 20 by default) unless --dask-epochs: a
+    cluster's fixed costs (starting the workers, their first imports, closing) weigh on
+    trials of a few seconds, and the table prints them beside the speed-up.
 
     python bench/tuning.py [--trials 30] [--epochs 20] [--seeds 3] [--parallel-trials 30]
-                           [--dask-trials 24] [--dask-epochs 6]
+                           [--dask-trials 24] [--dask-epochs N]
                            [--set tune.pruner_warmup_epochs=1 ...] [--only pruning|workers|dask]
 
 Each configuration tunes a fresh study in its own temporary sqlite storage; the epochs cap
@@ -167,7 +170,9 @@ def main() -> None:
         help="a configuration override (YAML value), e.g. tune.pruner_warmup_epochs=1",
     )
     parser.add_argument("--dask-trials", type=int, default=24)
-    parser.add_argument("--dask-epochs", type=int, default=6, help="epochs per trial in (c)")
+    parser.add_argument(
+        "--dask-epochs", type=int, default=None, help="epochs per trial in (c) (default: tune.epochs)"
+    )
     parser.add_argument("--only", choices=["pruning", "workers", "dask"], default=None)
     parser.add_argument("--control-job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,7 +209,7 @@ def main() -> None:
             flush=True,
         )
         if args.only == "dask":
-            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
+            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs or base.tune.epochs)
             return
         if args.only != "workers":
             seeds = [first_seed + i for i in range(args.seeds)]
@@ -244,7 +249,7 @@ def main() -> None:
             f"{one_by_one / at_once:.2f}x (2.0 = two idle cores)"
         )
         if args.only is None:
-            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs)
+            dask_section(base, workdir, data, args.dask_trials, args.dask_epochs or base.tune.epochs)
         print(f"\nload avg at the end {os.getloadavg()[0]:.1f} (other processes skew the timings)")
     return
 

@@ -21,7 +21,10 @@ from flows.env import STATE_DIR
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"
 # loggers that do not propagate to the root logger and print on their own
-OWN_HANDLERS = ("mlflow", "py.warnings", "prefect.extra", "prefect._internal", "alembic")
+OWN_HANDLERS = ("mlflow", "py.warnings", "prefect.extra", "prefect._internal", "alembic", "dvc")
+# ... of which these only reach the terminal on -v: py.warnings; DVC's warnings (a missing cache
+# file on a fresh clone, before the built-in source is rebuilt), whose errors modelmill reports itself
+SILENT = ("py.warnings", "dvc")
 
 
 def verbose_requested(argv: list[str] | None = None) -> bool:
@@ -82,5 +85,5 @@ def _quiet_own_handlers() -> list[tuple[logging.Handler, int]]:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
                 changed.append((handler, handler.level))
-                handler.setLevel(logging.WARNING if name != "py.warnings" else logging.CRITICAL)
+                handler.setLevel(logging.CRITICAL if name in SILENT else logging.WARNING)
     return changed

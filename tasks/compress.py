@@ -271,8 +271,7 @@ def _row_metrics(flat: dict) -> dict[str, float]:
 def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits: SplitRef) -> dict | None:
     """Register the selected variant as a version of `<name><suffix>` (pyfunc), tagged with
     its source version, method and measured figures; alias `champion` when the source is."""
-    import mlflow
-    from tasks.modelstore import log_folder
+    from tasks.modelstore import log_folder, register_version
 
     chosen, source = result["chosen"], result["source"]
     if chosen is None:
@@ -285,7 +284,7 @@ def register_compressed(ctx: RunContext, result: dict, lineage: Lineage, splits:
         return _registered(ctx, name, existing, chosen, source)
     model_uri, manifest_tags = log_folder(tracker, chosen["path"], example, name="compressed_model")
     tags = {**_version_tags(chosen, source, lineage, ctx.run_id), **manifest_tags}
-    version = mlflow.register_model(model_uri, name, tags=tags)
+    version = register_version(model_uri, name, tags)
     return _registered(ctx, name, version, chosen, source)
 
 

@@ -7,6 +7,7 @@ creates the run and every task logs through `Tracker` (an MlflowClient bound to 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -18,14 +19,11 @@ from typing import Any
 
 from modelmill.config import Settings
 
+# what a registered model needs to load, at the versions installed here (the project's pins);
+# listed, not inferred by MLflow, which would import and trace the loader to find them
 MODEL_PIP_REQUIREMENTS = [
-    "torch==2.13.0",
-    "numpy==2.4.6",
-    "pandas==3.1.1",
-    "scikit-learn==1.9.1",
-    "pydantic==2.14.3",
-    "pyyaml==6.0.3",
-    "pyarrow==25.0.1",
+    f"{name}=={importlib.metadata.version(name)}"
+    for name in ("torch", "numpy", "pandas", "scikit-learn", "pydantic", "pyyaml", "pyarrow")
 ]
 SCHEMA_SAMPLE_ROWS = 256  # rows of a validated frame that give its MLflow dataset schema
 
