@@ -145,7 +145,9 @@ def still_ours(stack: Stack, name: str) -> bool:
         return False
     if not recorded:  # a stack.json written before identities were recorded: the program must match
         return any(("mlflow" if name == "mlflow" else "prefect") in arg for arg in now["cmdline"])
-    return now["start"] == recorded.get("start") and now["cmdline"] == recorded.get("cmdline")
+    # a PID and its start time (clock ticks since boot) name one process: a reused PID starts
+    # later. The command line is not compared: a server may rewrite its own (process titles).
+    return bool(now["start"] == recorded.get("start"))
 
 
 def _save(stack: Stack) -> None:

@@ -182,6 +182,7 @@ def tune_on_cluster(
 ) -> tuning.TuneResult:
     """tuning.tune with the trials on a Dask cluster: the schemas and the study are created
     here, once, before any worker starts (parallel schema creation on sqlite crashes)."""
+    settings = tuning.with_kind_space(settings, root)  # tune.space: null is the data kind's default
     cfg = settings.tune
     if cfg.trials < 1:
         raise ConfigError("tune.trials: must be at least 1 to tune (0 turns tuning off)")

@@ -17,6 +17,7 @@ from test_tune_flow import configure_tuning, load_study, trial_runs
 
 from modelmill.config import load_settings
 from modelmill.errors import ConfigError
+from modelmill.kinds import image as image_kind
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,9 +43,13 @@ def test_every_trial_is_a_task_run_on_a_dask_worker(project, prefect_harness):
 
     from flows.tune import TuneParams, tune
 
-    result = tune(TuneParams(project_dir=str(configure_tuning(project)), trials=4, cluster="local:2"))
+    # tune.space: null, the default: the data kind's search space (it once failed on Dask only)
+    result = tune(
+        TuneParams(project_dir=str(configure_tuning(project, space=None)), trials=4, cluster="local:2")
+    )
     study = load_study(project)
     assert result["states"]["complete"] == 4 == len(study.trials)
+    assert {k for t in study.trials for k in t.params} == set(image_kind.SEARCH_SPACE)
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers)
     runs = trial_runs(project, result["study_name"])

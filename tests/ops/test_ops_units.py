@@ -102,3 +102,23 @@ def test_deployable_skips_missing_entrypoints(tmp_path):
 def test_down_without_a_stack_stops_nothing(tmp_path):
     assert local_stack.down(tmp_path) == []
     assert local_stack.load_stack(tmp_path) is None
+
+
+def test_down_knows_its_process_by_pid_and_start_time_not_by_command_line(tmp_path):
+    """A server may retitle itself (its command line changes): still ours. A reused PID starts
+    later: not ours, and `down` leaves it alone."""
+    from modelmill.processes import identity
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        recorded = identity(proc.pid)
+        assert recorded is not None
+        stack = local_stack.Stack(root=str(tmp_path), prefect_port=1, mlflow_port=2, worker_port=3)
+        stack.pids["mlflow"] = proc.pid
+        stack.identity["mlflow"] = {**recorded, "cmdline": ["retitled", "server"]}
+        assert local_stack.still_ours(stack, "mlflow")
+        stack.identity["mlflow"] = {**recorded, "start": recorded["start"] + 1}
+        assert not local_stack.still_ours(stack, "mlflow")
+    finally:
+        proc.kill()
+        proc.wait()
