@@ -23,7 +23,7 @@ from scipy import stats
 from torch import nn
 
 from modelmill.config import DriftConfig
-from modelmill.drift_features import column_kinds, evidently_p_values, homogeneity_p_value
+from modelmill.drift_features import column_kinds, count_table, evidently_p_values, homogeneity_test
 from modelmill.errors import DriftError
 
 
@@ -139,9 +139,8 @@ def _mmd2(kernel: torch.Tensor, masks: torch.Tensor, n: int) -> torch.Tensor:
 
 def chi2_test(name: str, reference: Sequence[Any], current: Sequence[Any]) -> DriftTest:
     """Chi-squared test of homogeneity of two categorical samples (categories seen in neither dropped)."""
-    statistic, p_value, dof = homogeneity_p_value(reference, current)
-    ref, cur = pd.Series(list(reference)).astype(str), pd.Series(list(current)).astype(str)
-    table = pd.concat([ref.value_counts().rename("ref"), cur.value_counts().rename("cur")], axis=1).fillna(0)
+    table = count_table(reference, current)
+    statistic, p_value, dof = homogeneity_test(table)
     shares = (table / table.sum()).round(4)
     detail = {"dof": dof, "shares": {str(k): v for k, v in shares.to_dict("index").items()}}
     if not dof:

@@ -47,7 +47,7 @@ def evaluate(ctx: RunContext, checkpoint: str, splits: SplitRef) -> Evaluation:
     logits = predict_logits(challenger, x_test)  # once: metrics, extras and the paired comparison
     report = evaluate_predictions(y_test.numpy(), logits.argmax(1).numpy(), classes)
     tracker.log_metrics(report.metrics("test_"))
-    binary = _binary(challenger, splits, logits) if len(classes) == 2 else {}
+    binary = _binary(challenger, splits, logits, y_test) if len(classes) == 2 else {}
     tracker.log_metrics(binary)
     _log_report(ctx, tracker, report, "challenger")
     logger.info(
@@ -99,14 +99,14 @@ def _text_inputs(splits: SplitRef, n_test: int) -> TextInputs:
     return text_inputs(preprocessor, texts)
 
 
-def _binary(model, splits: SplitRef, test_logits) -> dict[str, float]:
+def _binary(model, splits: SplitRef, test_logits, y_test) -> dict[str, float]:
     """ROC AUC, PR AUC and the decision threshold (best F1 on the val split) applied to test."""
     import torch
 
     from modelmill.binary_metrics import binary_metrics, choose_threshold
     from modelmill.training import predict_proba
 
-    (x_val, y_val), (_, y_test) = splits.xy("val"), splits.xy("test")
+    x_val, y_val = splits.xy("val")
     threshold = choose_threshold(y_val.numpy(), predict_proba(model, x_val)[:, 1].numpy())
     positive = splits.schema().classes[1]
     p_test = torch.softmax(test_logits, dim=1)[:, 1].numpy()
