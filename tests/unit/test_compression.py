@@ -22,7 +22,7 @@ from modelmill.data import Dataset, digits, to_tensors
 from modelmill.errors import CompressionError, ConfigError
 from modelmill.models import build_model, spec_of
 from modelmill.split import split_frame
-from modelmill.training import train
+from modelmill.training import seed_everything, train
 
 TINY = {
     "train.epochs": 2,
@@ -58,6 +58,7 @@ def splits(settings):
 
 @pytest.fixture(scope="module")
 def teacher(settings, splits):
+    seed_everything(settings.train.seed)  # the initial weights must not depend on the test order
     model = build_model((8, 8), 10, ModelConfig(width=16, hidden=64))
     return train(model, splits["train"], splits["val"], settings.train).model
 

@@ -24,7 +24,7 @@ from modelmill.drift_features import homogeneity_p_value
 from modelmill.drift_report import to_html, to_markdown, write_report
 from modelmill.errors import DriftError
 from modelmill.models import build_model
-from modelmill.training import train
+from modelmill.training import seed_everything, train
 
 CFG = DriftConfig(permutations=200, max_items=300)
 
@@ -37,6 +37,7 @@ def digits():
     x, y = to_tensors(dataset.labeled(), dataset.schema)
     classes = list(dataset.schema.classes)
     cfg = TrainConfig(epochs=3, batch_size=64, learning_rate=0.005, patience=3, num_threads=2)
+    seed_everything(cfg.seed)  # as tasks/train.py does: the weights do not depend on the order tests run in
     model = build_model((8, 8), 10, ModelConfig(width=8, hidden=32))
     champion = train(model, (x[:1000], y[:1000]), (x[1000:1200], y[1000:1200]), cfg).model
     return x, [classes[i] for i in y], classes, champion
