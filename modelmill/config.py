@@ -207,6 +207,12 @@ class CompressConfig(_Section):
         ge=1,
         description="at most (None: the teacher's, train.epochs; text: model.text.finetune_epochs)",
     )
+    min_subset_batches: int = Field(
+        4,
+        ge=1,
+        description="when less than an epoch fits the budget, fine-tuning and distillation train on a "
+        "seeded subset of the training split: not on fewer than this many train.batch_size batches",
+    )
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft-target (teacher) loss")
     quantize_student: bool = Field(True, description="also add the student quantized to static int8")

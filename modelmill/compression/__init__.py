@@ -58,6 +58,7 @@ class CompressionReport:
     onnx_error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds (compression.schedule)
     budget: TimeBudget | None = None
+    notes: dict[str, str] = field(default_factory=dict)  # variant -> how it was built (a subset)
 
     @property
     def chosen(self) -> Variant | None:
@@ -107,7 +108,13 @@ def compress(
         Selection(None, cfg.budget_points, cfg.select_by),
     )
     report = CompressionReport(
-        schedule.rows, unselected, variants, schedule.skipped, timings=schedule.timings, budget=budget
+        schedule.rows,
+        unselected,
+        variants,
+        schedule.skipped,
+        timings=schedule.timings,
+        budget=budget,
+        notes=schedule.notes,
     )
     x = splits["test"][0]
     margin = schedule.margin()

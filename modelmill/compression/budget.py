@@ -74,6 +74,13 @@ class TimeBudget:
             return at_most
         return max(0, min(at_most, int(seconds // self.epoch_seconds)))
 
+    def items(self, seconds: float, epochs: int, total: int) -> int:
+        """Items of a training split of `total` (the one epoch_seconds was measured on) of which
+        `epochs` epochs fit in `seconds`: all of them when unbounded or the epoch time is unknown."""
+        if self.seconds is None or not self.epoch_seconds:
+            return total
+        return max(0, min(total, int(total * seconds / (max(epochs, 1) * self.epoch_seconds))))
+
     def summary(self) -> str:
         if self.seconds is None:
             return f"no time budget ({self.used():.1f} s used)"

@@ -16,6 +16,7 @@ from modelmill.compression.budget import TimeBudget
 from modelmill.compression.measure import MIN_ROUNDS, WARMUP_RUNS, VariantRow, measure
 from modelmill.compression.methods import Variant
 from modelmill.compression.storage import Architecture
+from modelmill.compression.subset import Subset, subset_of
 from modelmill.config import CompressConfig, TextModelConfig, TrainConfig
 from modelmill.errors import CompressionError
 
@@ -47,6 +48,7 @@ class Schedule:
     variants: list[Variant] = field(default_factory=list)
     rows: list[VariantRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # method or variant -> why it did not run
+    notes: dict[str, str] = field(default_factory=dict)  # variant -> how it was built (a subset)
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
     measure_seconds: float = 0.0  # the float model's accuracy + size measurement
     item_seconds: float = 0.0  # the float model's forward time per item
@@ -135,7 +137,8 @@ class Schedule:
 
     def prune_levels(self, distill_count: int) -> None:
         """One fine-tune shared across the levels: each starts from the previous, less sparse one.
-        Half of what the budget has left goes to the levels when distillation follows."""
+        Half of what the budget has left goes to the levels when distillation follows; a level whose
+        share is less than an epoch fine-tunes one epoch on a subset of the training split."""
         levels = sorted(self.cfg.sparsities)
         share = self.training_seconds(len(levels) + distill_count)
         share = share / 2 if distill_count else share
@@ -143,18 +146,51 @@ class Schedule:
         start, start_name = self.teacher, "float"
         for done, sparsity in enumerate(levels):
             name, left = f"pruned_{round(sparsity * 100)}", until - time.perf_counter()
-            epochs, deadline = self.cfg.finetune_epochs, None
+            epochs, deadline, fit = self.cfg.finetune_epochs, None, self.whole()
             if self.budget.bounded:
-                per_level = self.budget.epochs(left / (len(levels) - done), epochs)
-                epochs, deadline = per_level or self.budget.epochs(left, min(1, epochs)), until
-                if left <= 0 or (self.cfg.finetune_epochs and not epochs):
+                per_level = left / (len(levels) - done)
+                epochs, deadline = self.budget.epochs(per_level, epochs), until
+                if left <= 0:
                     self.skipped[name] = self.budget.reason()
                     continue
+                if self.cfg.finetune_epochs and not epochs:
+                    subset = self.subset(name, per_level, 1)
+                    if subset is None:
+                        continue
+                    epochs, fit = 1, subset
             tick = time.perf_counter()
-            variant = methods.pruned(start, self.arch, sparsity, self.splits["train"], self.splits["val"],
-                                     self.cfg, self.train_cfg, epochs, deadline, start_name)  # fmt: skip
-            self.add(variant, time.perf_counter() - tick)
+            variant = methods.pruned(start, self.arch, sparsity, fit.train, fit.val, self.cfg, self.train_cfg,
+                                     epochs, deadline, start_name)  # fmt: skip
+            self.add(self.noted(variant, fit, "fine-tuned"), time.perf_counter() - tick)
             start, start_name = variant.module, variant.name
+
+    def whole(self) -> Subset:
+        train = self.splits["train"]
+        return Subset(train, self.splits["val"], len(train[1]), len(train[1]))
+
+    def subset(self, name: str, seconds: float, epochs: int) -> Subset | None:
+        """A seeded subset of the training split of which `epochs` epochs (each with its validation
+        pass, at the float model's forward time per item) fit in `seconds`, validated on a seeded
+        sample as large as the subset (or compress.min_subset_batches batches); None, and `name`
+        listed as skipped with the count, when fewer than that many batches would fit."""
+        train, val = self.splits["train"], self.splits["val"]
+        total, floor = len(train[1]), self.cfg.min_subset_batches * self.train_cfg.batch_size
+        val_items = min(len(val[1]), max(floor, self.budget.items(seconds, epochs, total)))
+        items = self.budget.items(seconds - epochs * val_items * self.item_seconds, epochs, total)
+        if items < min(floor, total):
+            self.skipped[name] = (
+                f"{self.budget.reason()[:-1]}; {items} of {total} training items would fit, fewer than "
+                f"compress.min_subset_batches x train.batch_size = {floor})"
+            )
+            return None
+        return subset_of(train, val, items, min(val_items, max(floor, items)), self.train_cfg.seed)
+
+    def noted(self, variant: Variant, fit: Subset, verb: str) -> Variant:
+        """The variant with its subset recorded (setting `subset`, a note) when it trained on one."""
+        if not fit.whole:
+            variant.settings["subset"] = fit.setting()
+            self.notes[variant.name] = fit.note(verb)
+        return variant
 
     def distill(self, run: list[str]) -> None:
         static_why = self.skipped.get("static_int8", "")  # failed (not listed after it) or skipped
@@ -165,17 +201,21 @@ class Schedule:
         at_most = methods.distill_epochs(self.arch, self.cfg, self.train_cfg, self.text)
         epochs = self.budget.epochs(left, at_most)
         least = 1 if self.arch.family == "text" else min(STUDENT_EPOCHS, at_most)
+        fit = self.whole()
         if self.budget.bounded and (left <= 0 or epochs < least):
-            self.skipped["distilled"] = self.budget.reason()
-            if listed:
-                self.skipped["distilled_static_int8"] = self.skipped["distilled"]
-            return
+            subset = self.subset("distilled", left, least) if left > 0 else None
+            if subset is None:
+                self.skipped.setdefault("distilled", self.budget.reason())
+                if listed:
+                    self.skipped["distilled_static_int8"] = self.skipped["distilled"]
+                return
+            fit, epochs = subset, least
         # the text schedule decays over the planned epochs; the others stop at the deadline
         planned = epochs if self.arch.family == "text" else at_most
         deadline = time.perf_counter() + left if self.budget.bounded else None
-        student = self.build(lambda: methods.distilled(
-            self.teacher, self.arch, self.splits["train"], self.splits["val"], self.cfg, self.train_cfg,
-            self.text, epochs=planned, deadline=deadline))  # fmt: skip
+        student = self.build(lambda: self.noted(methods.distilled(
+            self.teacher, self.arch, fit.train, fit.val, self.cfg, self.train_cfg,
+            self.text, epochs=planned, deadline=deadline), fit, "distilled"))  # fmt: skip
         if listed and not quantize:
             self.skipped["distilled_static_int8"] = static_why
         elif quantize and self.affords("distilled_static_int8", self.static_seconds()):
