@@ -218,6 +218,8 @@ def compare_sources(args: argparse.Namespace) -> None:
             print(f"{'':16s} {row.name:22s} {delta:+6.2f} accuracy points  {size:5.3f}x size")
         for method, why in report.skipped.items():
             print(f"{'':16s} {method:22s} {why}")
+        for name, note in report.notes.items():
+            print(f"{'':16s} {name:22s} {note}")
         if args.verbose:
             steps = ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items())
             print(f"{'':16s} seconds: {steps}")

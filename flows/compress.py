@@ -32,6 +32,7 @@ def compress_registered(
         "markdown": markdown,
         "explanation_iou": result.get("explanation_iou"),
         "not_applicable": result.get("not_applicable") or {},
+        "notes": result.get("notes") or {},
     }
 
 

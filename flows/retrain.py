@@ -126,4 +126,5 @@ def compression_note(settings: Settings, registered: Registration, compression: 
     reg = (compression or {}).get("registered")
     note = f"{reg['name']} version {reg['version']} ({reg['variant']})" if reg else "no variant within budget"
     not_run = (compression or {}).get("not_applicable") or {}
-    return note + "".join(f"; {method} {why}" for method, why in not_run.items())
+    subsets = (compression or {}).get("notes") or {}
+    return note + "".join(f"; {method} {why}" for method, why in {**not_run, **subsets}.items())

@@ -97,6 +97,8 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
     report = _report_with_progress(ctx, teacher, spec, xy, list(schema.classes), budget.keeping(tail))
     for method, why in report.skipped.items():
         logger.info("compress: %s: %s", method, why)
+    for name, note in report.notes.items():
+        logger.info("compress: %s: %s", name, note)
     tick = time.perf_counter()
     frame = log_report(ctx, report, source)
     report.timings["logging"] = time.perf_counter() - tick
@@ -108,6 +110,7 @@ def compress_model(ctx: RunContext, source: ModelSource, splits: SplitRef) -> di
         "chosen": None,
         "table": frame.to_dict(orient="records"),
         "not_applicable": report.skipped,
+        "notes": report.notes,
     }
     tick = time.perf_counter()
     keeps = chosen is None or _keeps_the_reasons(
@@ -224,7 +227,12 @@ def log_report(ctx: RunContext, report: CompressionReport, source: ModelSource):
     tracker.log_table(frame, "compression/variants.json")
     tracker.log_dict(report.skipped, "compression/not_applicable.json")
     tracker.log_text(
-        markdown(frame) + "\n\n" + report.selection.summary() + "\n" + not_run_lines(report.skipped),
+        markdown(frame)
+        + "\n\n"
+        + report.selection.summary()
+        + "\n"
+        + not_run_lines(report.skipped)
+        + not_run_lines(report.notes),
         "compression/summary.md",
     )
     plot = plot_size_vs_accuracy(
@@ -349,10 +357,12 @@ def publish_compression_summary(ctx: RunContext, result: dict, registered: dict 
         else "**nothing registered**: no variant was built within the time budget"
     )
     not_run = not_run_lines(result.get("not_applicable") or {})
+    subsets = not_run_lines(result.get("notes") or {})
     text = (
         f"# compress: {source['name']} v{source['version']}\n\n{outcome}\n\n"
         f"{result['selection']}\n\n{markdown(pd.DataFrame(result['table']))}\n"
         + (f"\nmethods and variants not run:\n\n{not_run}" if not_run else "")
+        + (f"\nvariants trained on a subset (the time budget):\n\n{subsets}" if subsets else "")
         + (f"\n{result['budget']}\n" if result.get("budget") else "")
     )
     create_markdown_artifact(
