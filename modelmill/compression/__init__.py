@@ -58,6 +58,7 @@ class CompressionReport:
     onnx_error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds (compression.schedule)
     budget: TimeBudget | None = None
+    samples: list[dict[int, list[float]]] = field(default_factory=list)  # per row: measure's latency call
     notes: dict[str, str] = field(default_factory=dict)  # variant -> how it was built (a subset)
 
     @property
@@ -115,6 +116,7 @@ def compress(
         timings=schedule.timings,
         budget=budget,
         notes=schedule.notes,
+        samples=schedule.samples,
     )
     x = splits["test"][0]
     margin = schedule.margin()
@@ -132,7 +134,8 @@ def time_latency(
     report: CompressionReport, cfg: CompressConfig, x: torch.Tensor, deadline: float | None
 ) -> None:
     tick = time.perf_counter()
-    latencies = interleaved_latency_ms([v.module for v in report.variants.values()], x, cfg, deadline)
+    modules = [v.module for v in report.variants.values()]
+    latencies = interleaved_latency_ms(modules, x, cfg, deadline, report.samples or None)
     for row, latency in zip(report.rows, latencies, strict=True):
         row.latency_ms = latency
     report.timings["latency"] = time.perf_counter() - tick

@@ -82,15 +82,18 @@ def measure(
     latency: dict[int, float] | None = None,
     val_xy: tuple[torch.Tensor, torch.Tensor] | None = None,
     forward_seconds: list[float] | None = None,
+    samples: dict[int, list[float]] | None = None,
 ) -> VariantRow:
     """The row of one variant; `latency` when timed with the others (interleaved_latency_ms; {}:
     filled in later); with `val_xy`, its validation accuracy too (the one selection may look at).
-    `forward_seconds` gets the seconds of its forward passes appended (the time budget plans on them)."""
+    `forward_seconds` gets the seconds of its forward passes appended (the time budget plans on them).
+    With `samples`, a test split no larger than the largest latency batch is predicted by one timed
+    call on that batch (it holds every test item), kept there as that size's first latency sample."""
     x, y = test_xy
     storing = threading.Thread(target=variant.stored)  # zlib lets go of the GIL: it deflates beside
     storing.start()
     tick = time.perf_counter()
-    predicted = predicted_labels(variant, x, cfg)
+    predicted = split_labels(variant, x, cfg, samples)
     val_accuracy = None
     if val_xy is not None:
         val_accuracy = float((predicted_labels(variant, val_xy[0], cfg) == val_xy[1]).float().mean())
@@ -115,6 +118,23 @@ def measure(
     )
 
 
+def split_labels(
+    variant: Variant, x: torch.Tensor, cfg: CompressConfig, samples: dict[int, list[float]] | None
+) -> torch.Tensor:
+    """The test split's labels; from the largest latency batch's timed call when it holds the split
+    (batch_of: the split, cycled), that call's ms recorded in `samples` (a warm-up: counted as a
+    round's sample only when COUNTED_WARMUP_MS or longer)."""
+    size = max(cfg.latency_batch_sizes)
+    if samples is None or len(x) > size:
+        return predicted_labels(variant, x, cfg)
+    with torch_threads(cfg.threads), torch.inference_mode():
+        tick = time.perf_counter()
+        logits = variant.module(batch_of(x, size))
+        samples[size] = [(time.perf_counter() - tick) * 1000]
+    labels: torch.Tensor = logits[: len(x)].argmax(1)
+    return labels
+
+
 def compare_to_baseline(rows: list[VariantRow], baseline: VariantRow) -> None:
     """Fill accuracy delta (points), size ratio and speedups against the float model."""
     for row in rows:
@@ -132,20 +152,25 @@ def batch_of(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def interleaved_latency_ms(
-    modules: list[nn.Module], x: torch.Tensor, cfg: CompressConfig, deadline: float | None = None
+    modules: list[nn.Module],
+    x: torch.Tensor,
+    cfg: CompressConfig,
+    deadline: float | None = None,
+    first: list[dict[int, list[float]]] | None = None,
 ) -> list[dict[int, float]]:
     """Median ms per batch of each module at each batch size, timed in alternating rounds
     (every module once per round) so that a change in machine load hits all of them alike;
     compress.latency_repeats rounds, fewer (at least 2) once compress.latency_seconds have passed
     or another round would end past `deadline` (a time.perf_counter reading: the time budget).
-    A warm-up call of COUNTED_WARMUP_MS or more is kept as that module's first-round sample."""
+    A warm-up call of COUNTED_WARMUP_MS or more is kept as that module's first-round sample;
+    `first[i][size]`: module i's call at that size already made (measure's test call): its warm-up."""
     batches = {size: batch_of(x, size) for size in cfg.latency_batch_sizes}
     timings: list[dict[int, list[float]]] = [{size: [] for size in batches} for _ in modules]
     with torch_threads(cfg.threads), torch.inference_mode():
-        for module, timing in zip(modules, timings, strict=True):
+        for i, (module, timing) in enumerate(zip(modules, timings, strict=True)):
             for size, batch in batches.items():
-                for _ in range(WARMUP_RUNS):
-                    warmup_ms = call_ms(module, batch)
+                made = (first[i] if first else {}).get(size)
+                warmup_ms = made[0] if made else [call_ms(module, batch) for _ in range(WARMUP_RUNS)][-1]
                 if warmup_ms >= COUNTED_WARMUP_MS:  # first-call effects are milliseconds: a sample
                     timing[size].append(warmup_ms)
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from torch import nn
 from modelmill.compression import methods
 from modelmill.compression.applicability import plan
 from modelmill.compression.budget import TimeBudget
-from modelmill.compression.measure import MIN_ROUNDS, WARMUP_RUNS, VariantRow, measure
+from modelmill.compression.measure import COUNTED_WARMUP_MS, MIN_ROUNDS, WARMUP_RUNS, VariantRow, measure
 from modelmill.compression.methods import Variant
 from modelmill.compression.storage import Architecture
 from modelmill.compression.subset import Subset, subset_of
@@ -49,17 +49,20 @@ class Schedule:
     rows: list[VariantRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # method or variant -> why it did not run
     notes: dict[str, str] = field(default_factory=dict)  # variant -> how it was built (a subset)
+    samples: list[dict[int, list[float]]] = field(default_factory=list)  # per variant: measure's latency call
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
     measure_seconds: float = 0.0  # the float model's accuracy + size measurement
     item_seconds: float = 0.0  # the float model's forward time per item
 
     def add(self, variant: Variant, built_in: float, forward: list[float] | None = None) -> Variant:
         tick, (test, val) = time.perf_counter(), (self.splits["test"], self.splits["val"])
-        row = measure(variant, test, self.classes, self.cfg, {}, val_xy=val, forward_seconds=forward)
+        samples: dict[int, list[float]] = {}
+        row = measure(variant, test, self.classes, self.cfg, {}, val, forward, samples)
         self.timings[f"build {variant.name}"] = built_in
         self.timings["measure"] = self.timings.get("measure", 0.0) + time.perf_counter() - tick
         self.variants.append(variant)
         self.rows.append(row)
+        self.samples.append(samples)
         if self.on_variant is not None:
             self.on_variant(variant.name)
         return variant
@@ -70,9 +73,16 @@ class Schedule:
         return self.add(variant, time.perf_counter() - tick)
 
     def latency_each(self) -> float:
-        """One variant's latency rounds at the least (a warm-up and MIN_ROUNDS at each batch size)."""
-        per_call = sum(self.item_seconds * size + 1e-3 for size in self.cfg.latency_batch_sizes)
-        return (WARMUP_RUNS + MIN_ROUNDS) * per_call
+        """One variant's latency rounds at the least: a warm-up and MIN_ROUNDS at each batch size, a
+        call less where the warm-up counts as a round (COUNTED_WARMUP_MS) and where the float model's
+        measurement timed the call at that size already (at its duration)."""
+        total = 0.0
+        for size in self.cfg.latency_batch_sizes:
+            made = self.samples[0].get(size) if self.samples else None
+            call = made[0] / 1000 if made else self.item_seconds * size + 1e-3
+            counted = call * 1000 >= COUNTED_WARMUP_MS
+            total += (WARMUP_RUNS + MIN_ROUNDS - counted - (counted and made is not None)) * call
+        return total
 
     def reserve(self, more: int) -> float:
         """Seconds kept for finishing after `more` further variants: their measurement, every
@@ -164,19 +174,31 @@ class Schedule:
             self.add(self.noted(variant, fit, "fine-tuned"), time.perf_counter() - tick)
             start, start_name = variant.module, variant.name
 
+    def student_cost(self) -> float:
+        """A distillation step per item relative to the teacher's training step: the text student
+        trains its few layers (of the teacher's) and the teacher only predicts, once per item
+        (memoised); the others (from scratch, the teacher run on every batch) are planned at 1."""
+        if self.arch.family != "text" or not self.budget.epoch_seconds:
+            return 1.0
+        per_item = self.budget.epoch_seconds / max(len(self.splits["train"][1]), 1)
+        layers = methods.student_architecture(self.arch, self.cfg).spec["encoder"]["layers"]
+        share = int(layers) / int(self.arch.spec["encoder"]["layers"])
+        return min(1.0, share + self.item_seconds / per_item)
+
     def whole(self) -> Subset:
         train = self.splits["train"]
         return Subset(train, self.splits["val"], len(train[1]), len(train[1]))
 
-    def subset(self, name: str, seconds: float, epochs: int) -> Subset | None:
+    def subset(self, name: str, seconds: float, epochs: int, cost: float = 1.0) -> Subset | None:
         """A seeded subset of the training split of which `epochs` epochs (each with its validation
         pass, at the float model's forward time per item) fit in `seconds`, validated on a seeded
         sample as large as the subset (or compress.min_subset_batches batches); None, and `name`
-        listed as skipped with the count, when fewer than that many batches would fit."""
+        listed as skipped with the count, when fewer than that many batches would fit. `cost`: an
+        item's training step relative to the teacher's (student_cost)."""
         train, val = self.splits["train"], self.splits["val"]
         total, floor = len(train[1]), self.cfg.min_subset_batches * self.train_cfg.batch_size
-        val_items = min(len(val[1]), max(floor, self.budget.items(seconds, epochs, total)))
-        items = self.budget.items(seconds - epochs * val_items * self.item_seconds, epochs, total)
+        val_items = min(len(val[1]), max(floor, self.budget.items(seconds / cost, epochs, total)))
+        items = self.budget.items((seconds - epochs * val_items * self.item_seconds) / cost, epochs, total)
         if items < min(floor, total):
             self.skipped[name] = (
                 f"{self.budget.reason()[:-1]}; {items} of {total} training items would fit, fewer than "
@@ -198,12 +220,15 @@ class Schedule:
         listed = self.cfg.quantize_student and "static_int8" in run and budget_only
         quantize = listed and not static_why
         left = self.training_seconds(1 + quantize) - (self.static_seconds() if quantize else 0.0)
-        at_most = methods.distill_epochs(self.arch, self.cfg, self.train_cfg, self.text)
-        epochs = self.budget.epochs(left, at_most)
+        at_most, cost = (
+            methods.distill_epochs(self.arch, self.cfg, self.train_cfg, self.text),
+            self.student_cost(),
+        )
+        epochs = self.budget.epochs(left / cost, at_most)
         least = 1 if self.arch.family == "text" else min(STUDENT_EPOCHS, at_most)
         fit = self.whole()
         if self.budget.bounded and (left <= 0 or epochs < least):
-            subset = self.subset("distilled", left, least) if left > 0 else None
+            subset = self.subset("distilled", left, least, cost) if left > 0 else None
             if subset is None:
                 self.skipped.setdefault("distilled", self.budget.reason())
                 if listed:
