@@ -200,10 +200,9 @@ class Schedule:
         val_items = min(len(val[1]), max(floor, self.budget.items(seconds / cost, epochs, total)))
         items = self.budget.items((seconds - epochs * val_items * self.item_seconds) / cost, epochs, total)
         if items < min(floor, total):
-            self.skipped[name] = (
-                f"{self.budget.reason()[:-1]}; {items} of {total} training items would fit, fewer than "
-                f"compress.min_subset_batches x train.batch_size = {floor})"
-            )
+            least = f"{floor} (compress.min_subset_batches x train.batch_size)" if floor < total else "all"
+            fit = f"{items} of {total} training items would fit"
+            self.skipped[name] = f"{self.budget.reason()[:-1]}; {fit}, fewer than {least})"
             return None
         return subset_of(train, val, items, min(val_items, max(floor, items)), self.train_cfg.seed)
 

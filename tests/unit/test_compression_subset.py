@@ -90,7 +90,11 @@ def test_a_subset_below_the_floor_is_skipped_with_its_reason(teacher, splits, se
     assert plan.subset("pruned_50", 0.5, 1) is None  # 30 items, fewer than 4 batches of 16
     why = plan.skipped["pruned_50"]
     assert why.startswith("skipped: budget (") and "30 of 600 training items would fit" in why
-    assert "compress.min_subset_batches x train.batch_size = 64)" in why
+    assert why.endswith("fewer than 64 (compress.min_subset_batches x train.batch_size))")
+    tiny = {**splits, "train": (splits["train"][0][:50], splits["train"][1][:50])}  # the floor: the split
+    assert (
+        schedule(teacher, tiny, settings, TimeBudget(100.0, epoch_seconds=10.0)).subset("d", 9.0, 1) is None
+    )
     # in the stage: a 1000 s epoch leaves each level and the student fewer items than the floor
     report = compress(teacher, splits, CLASSES, settings.compress, settings.train,
                       budget=TimeBudget(120.0, epoch_seconds=1000.0))  # fmt: skip
