@@ -221,6 +221,12 @@ class CompressConfig(_Section):
     calibration_batch_size: int = Field(64, ge=1)
     budget_points: float = Field(1.0, ge=0, description="max accuracy drop (points) vs the float model")
     select_by: Literal["size", "latency"] = "size"
+    selection_items: int | None = Field(
+        2000,
+        ge=1,
+        description="validation items the selection accuracy is measured on (a seeded sample beyond this; "
+        "null: all); the test split is always measured whole",
+    )
     latency_batch_sizes: list[int] = Field(default_factory=lambda: [1, 256])
     serving_batch_size: int = Field(256, ge=1, description="batch size whose latency select_by=latency uses")
     latency_repeats: int = Field(30, ge=1)

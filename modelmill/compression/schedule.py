@@ -16,7 +16,7 @@ from modelmill.compression.budget import TimeBudget
 from modelmill.compression.measure import COUNTED_WARMUP_MS, MIN_ROUNDS, WARMUP_RUNS, VariantRow, measure
 from modelmill.compression.methods import Variant
 from modelmill.compression.storage import Architecture
-from modelmill.compression.subset import Subset, subset_of
+from modelmill.compression.subset import Subset, sample, subset_of
 from modelmill.config import CompressConfig, TextModelConfig, TrainConfig
 from modelmill.errors import CompressionError
 
@@ -53,9 +53,10 @@ class Schedule:
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
     measure_seconds: float = 0.0  # the float model's accuracy + size measurement
     item_seconds: float = 0.0  # the float model's forward time per item
+    selection_val: XY | None = None  # the validation items selection looks at (a seeded sample)
 
     def add(self, variant: Variant, built_in: float, forward: list[float] | None = None) -> Variant:
-        tick, (test, val) = time.perf_counter(), (self.splits["test"], self.splits["val"])
+        tick, (test, val) = time.perf_counter(), (self.splits["test"], self.selection_sample())
         samples: dict[int, list[float]] = {}
         row = measure(variant, test, self.classes, self.cfg, {}, val, forward, samples)
         self.timings[f"build {variant.name}"] = built_in
@@ -114,8 +115,16 @@ class Schedule:
         tick, forward = time.perf_counter(), list[float]()
         self.add(methods.baseline(self.teacher, self.arch), 0.0, forward)
         self.measure_seconds = time.perf_counter() - tick
-        items = len(self.splits["test"][1]) + len(self.splits["val"][1])
+        items = len(self.splits["test"][1]) + len(self.selection_sample()[1])
         self.item_seconds = forward[0] / max(items, 1)
+
+    def selection_sample(self) -> XY:
+        """The validation split, or a seeded sample of compress.selection_items of it (the same for
+        every variant): what selection compares; the test split is measured whole."""
+        if self.selection_val is None:
+            count, val = self.cfg.selection_items, self.splits["val"]
+            self.selection_val = val if count is None else sample(val, count, self.train_cfg.seed)
+        return self.selection_val
 
     def static_seconds(self) -> float:
         """A static int8 build: FX, then the calibration batches through the observed model."""

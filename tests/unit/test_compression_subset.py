@@ -102,3 +102,16 @@ def test_a_subset_below_the_floor_is_skipped_with_its_reason(teacher, splits, se
     for name in ("pruned_50", "pruned_80", "distilled"):
         assert "training items would fit, fewer than" in report.skipped[name], name
     assert report.notes == {}
+
+
+def test_selection_looks_at_a_seeded_sample_of_a_large_validation_split(teacher, splits, settings):
+    def selection(count):
+        cfg = settings.compress.model_copy(update={"selection_items": count})
+        return Schedule(
+            teacher, architecture_of(teacher), splits, CLASSES, cfg, settings.train
+        ).selection_sample()
+
+    first, again = selection(100), selection(100)
+    assert len(first[1]) == 100 and torch.equal(first[0], again[0])
+    assert not torch.equal(first[0], splits["val"][0][:100])
+    assert selection(None) is splits["val"] and selection(5000) is splits["val"]
