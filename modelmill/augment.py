@@ -110,7 +110,17 @@ def affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: tor
 
 
 def augment_images(x: torch.Tensor, cfg: ImageAugment, generator: torch.Generator) -> torch.Tensor:
-    """One random draw of every configured transform per image; pixels stay in [0, 1]."""
+    """A `cfg.p` share of the images gets one random draw of every configured transform, the
+    others pass through unchanged (a model that sees only warped images loses clean accuracy);
+    pixels stay in [0, 1]."""
+    out = _transformed(x, cfg, generator)
+    if cfg.p >= 1:
+        return out
+    chosen = torch.rand(x.shape[0], generator=generator) < cfg.p
+    return torch.where(chosen[:, None, None, None], out, x)
+
+
+def _transformed(x: torch.Tensor, cfg: ImageAugment, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = x.shape
     if cfg.rotation or cfg.scale or cfg.translate or cfg.crop:
         angle = _uniform(n, -cfg.rotation, cfg.rotation, generator)

@@ -508,6 +508,9 @@ class ImageAugment(_Section):
     noise: float = Field(0.0, ge=0, le=1, description="std of Gaussian pixel noise")
     erasing: float = Field(0.0, ge=0, le=1, description="probability of erasing one rectangle")
     erasing_area: float = Field(0.2, gt=0, lt=1, description="max area fraction of that rectangle")
+    p: float = Field(
+        0.5, gt=0, le=1, description="share of the images transformed, the rest unchanged (kornia's p)"
+    )
 
 
 class TabularAugment(_Section):

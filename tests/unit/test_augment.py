@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES = AugmentConfig(
     enabled=True,
     seed=7,
-    image=ImageAugment(rotation=15, scale=0.1, translate=0.1, crop=0.2, noise=0.05, erasing=0.5),
+    image=ImageAugment(rotation=15, scale=0.1, translate=0.1, crop=0.2, noise=0.05, erasing=0.5, p=1.0),
 )
 BATCH_HASH = """
 import hashlib, torch
@@ -88,8 +88,22 @@ def test_images_keep_shape_and_range_and_a_zero_spec_is_the_identity():
     out = augment_images(x, IMAGES.image, batch_generator(1, 0))
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1 and not torch.equal(out, x)
     assert torch.equal(augment_images(x, ImageAugment(), batch_generator(1, 0)), x)
-    erased = augment_images(torch.ones(32, 1, 8, 8), ImageAugment(erasing=1.0), batch_generator(1, 0))
+    erased = augment_images(torch.ones(32, 1, 8, 8), ImageAugment(erasing=1.0, p=1.0), batch_generator(1, 0))
     assert ((erased == 0).flatten(1).sum(1) > 0).all()
+
+
+def test_a_share_p_of_the_images_is_transformed_and_the_rest_pass_unchanged():
+    x = torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    half = IMAGES.image.model_copy(update={"p": 0.5})
+    out = augment_images(x, half, batch_generator(1, 0))
+    unchanged = (out == x).flatten(1).all(1)
+    assert 160 < int(unchanged.sum()) < 240  # Binomial(400, 0.5): 4.5 standard deviations either side
+    assert not (out == x).flatten(1).all(1).all() and torch.equal(
+        out, augment_images(x, half, batch_generator(1, 0))
+    )
+    assert not (augment_images(x, IMAGES.image, batch_generator(1, 0)) == x).flatten(1).all(1).any()
+    with pytest.raises(ConfigError, match=r"augment\.image\.p"):
+        load_settings(None, {"augment.image.p": 0})
 
 
 def test_rotation_by_90_degrees_turns_the_image():
