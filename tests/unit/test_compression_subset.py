@@ -11,8 +11,7 @@ from modelmill.compression import TimeBudget, compress
 from modelmill.compression.schedule import Schedule
 from modelmill.compression.storage import architecture_of
 from modelmill.config import Settings
-from modelmill.models import DenseNet
-from modelmill.training import train
+from tests.support.tables import dense_teacher, separable_table
 
 SETTINGS = {
     "train.epochs": 6, "train.num_threads": 1, "train.device": "cpu", "train.learning_rate": 0.01,
@@ -30,18 +29,12 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def splits():
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(900, 6, generator=generator)
-    y = (x[:, 0] > 0.4).long() + (x[:, 1] > 0).long()
-    return {"train": (x[:600], y[:600]), "val": (x[600:750], y[600:750]), "test": (x[750:], y[750:])}
+    return separable_table()
 
 
 @pytest.fixture(scope="module")
 def teacher(settings, splits) -> nn.Module:
-    torch.manual_seed(0)
-    return train(
-        DenseNet(6, 3, width=32, depth=2, dropout=0.0), splits["train"], splits["val"], settings.train
-    ).model
+    return dense_teacher(splits, settings.train)
 
 
 def schedule(teacher, splits, settings, budget: TimeBudget) -> Schedule:
